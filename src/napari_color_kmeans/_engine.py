@@ -1,0 +1,233 @@
+"""K-means colour segmentation of RGB(A) images, without napari or Qt.
+
+The public entry points are ``segment_colors`` and ``iter_segment_colors``.
+8-bit data (uint8, and uint16 or float images that hold only 8-bit levels)
+are clustered on their distinct colours weighted by pixel counts, which
+minimises the same objective as a fit on every pixel. Other data are fitted
+on a seeded subsample or a histogram and then every pixel is assigned to its
+nearest centre.
+"""
+
+from __future__ import annotations
+
+import logging
+import numbers
+import warnings
+from collections.abc import Generator
+from dataclasses import dataclass
+
+import numpy as np
+
+from napari_color_kmeans import _plan
+from napari_color_kmeans._errors import ColorKMeansError, ColorKMeansWarning
+
+logger = logging.getLogger(__name__)
+
+METHODS = ("auto", "exact", "fast")
+SUPPORTED_DTYPES = (np.uint8, np.uint16, np.float32, np.float64)
+MAX_CLUSTERS = 65535
+
+
+@dataclass(frozen=True)
+class ProgressStep:
+    """Progress report yielded by ``iter_segment_colors``."""
+
+    stage: str
+    done: int
+    total: int
+
+
+@dataclass(frozen=True)
+class SegmentationResult:
+    """Outcome of one K-means colour segmentation.
+
+    ``labels`` has the image's shape without the channel axis, with values
+    1..n_clusters and 0 for pixels left out. Label 1 is the largest cluster.
+    ``cluster_centers`` (n_clusters, 3), ``inertia`` and ``segmented`` are in
+    the image's own units. ``method`` names the algorithm that ran.
+    """
+
+    labels: np.ndarray
+    cluster_centers: np.ndarray
+    segmented: np.ndarray
+    inertia: float
+    counts: np.ndarray
+    n_clusters: int
+    method: str
+    random_state: int
+    warnings: tuple[str, ...]
+
+
+def segment_colors(
+    image,
+    n_clusters: int = 8,
+    *,
+    random_state: int = 42,
+    method: str = "auto",
+    n_init: int | None = None,
+) -> SegmentationResult:
+    """Segment an RGB(A) image into ``n_clusters`` colours with K-means.
+
+    See ``iter_segment_colors`` for the parameters; this runs it to the end.
+    """
+    steps = iter_segment_colors(
+        image, n_clusters, random_state=random_state, method=method, n_init=n_init
+    )
+    while True:
+        try:
+            next(steps)
+        except StopIteration as stop:
+            return stop.value
+
+
+def iter_segment_colors(
+    image,
+    n_clusters: int = 8,
+    *,
+    random_state: int = 42,
+    method: str = "auto",
+    n_init: int | None = None,
+) -> Generator[ProgressStep, None, SegmentationResult]:
+    """Segment an RGB(A) image with K-means, yielding progress between steps.
+
+    Parameters
+    ----------
+    image : numpy.ndarray
+        uint8, uint16, float32 or float64 array of shape (..., H, W, 3 or 4).
+        All leading axes are more pixels that share one palette.
+    n_clusters : int
+        Requested number of colours (>= 1). Fewer are used, with a warning,
+        when the image has fewer distinct colours.
+    random_state : int
+        Seed of every random choice; the same seed gives the same result.
+    method : {"auto", "exact", "fast"}
+        "exact" fits every distinct colour, "fast" fits a 6-bit colour
+        histogram, "auto" fits the histogram and then polishes the centres
+        with exact iterations.
+    n_init : int or None
+        Number of K-means initialisations; None picks one per method.
+
+    Returns
+    -------
+    SegmentationResult
+        As the generator's return value (``StopIteration.value``). Closing
+        the generator early cancels the work.
+
+    Raises
+    ------
+    ColorKMeansError
+        For an invalid image or parameter, or when no pixel can be clustered.
+    """
+    _check_parameters(n_clusters, random_state, method, n_init)
+    image = _check_image(image)
+
+    request = _plan.Request(
+        image=image,
+        n_clusters=int(n_clusters),
+        random_state=int(random_state),
+        method=method,
+        n_init=None if n_init is None else int(n_init),
+    )
+    progress = _Progress(_plan.estimate_steps(request))
+    outcome = yield from progress.wrap(_plan.run(request))
+
+    for message in outcome.warnings:
+        warnings.warn(message, ColorKMeansWarning, stacklevel=2)
+    logger.debug("segmented %s image with %s", image.shape, outcome.method)
+
+    return SegmentationResult(
+        labels=outcome.labels,
+        cluster_centers=outcome.cluster_centers,
+        segmented=outcome.segmented,
+        inertia=outcome.inertia,
+        counts=outcome.counts,
+        n_clusters=len(outcome.counts),
+        method=outcome.method,
+        random_state=int(random_state),
+        warnings=tuple(outcome.warnings),
+    )
+
+
+class _Progress:
+    """Counter behind the ProgressStep values; ``total`` never drops below ``done``."""
+
+    def __init__(self, total: int) -> None:
+        self.done = 0
+        self.total = max(total, 1)
+
+    def wrap(self, stages: Generator[str, None, _plan.Outcome]):
+        """Turn the stage names of ``stages`` into ProgressSteps; return its value."""
+        try:
+            while True:
+                stage = next(stages)
+                self.total = max(self.total, self.done + 1)
+                yield ProgressStep(stage=stage, done=self.done, total=self.total)
+                self.done += 1
+        except StopIteration as stop:
+            return stop.value
+        finally:
+            stages.close()
+
+
+def _is_whole_number(value) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, (bool, np.bool_))
+
+
+def _check_parameters(n_clusters, random_state, method, n_init) -> None:
+    """Raise ColorKMeansError for an invalid scalar parameter."""
+    if not _is_whole_number(n_clusters) or not 1 <= n_clusters <= MAX_CLUSTERS:
+        raise ColorKMeansError(
+            f"n_clusters must be a whole number >= 1, got {n_clusters!r}; "
+            f"pass an int from 1 to {MAX_CLUSTERS}, e.g. n_clusters=8."
+        )
+
+    if not _is_whole_number(random_state) or not 0 <= random_state < 2**32:
+        raise ColorKMeansError(
+            f"random_state must be a whole number from 0 to 2**32 - 1, got {random_state!r}; "
+            "pass an int such as random_state=42 to make the result reproducible."
+        )
+
+    if not isinstance(method, str) or method not in METHODS:
+        raise ColorKMeansError(
+            f"method must be one of {', '.join(repr(m) for m in METHODS)}, got {method!r}; "
+            "use 'auto' unless you need a specific algorithm."
+        )
+
+    if n_init is not None and (not _is_whole_number(n_init) or n_init < 1):
+        raise ColorKMeansError(
+            f"n_init must be None or a whole number >= 1, got {n_init!r}; "
+            "pass None to use the method's default number of initialisations."
+        )
+
+
+def _check_image(image) -> np.ndarray:
+    """Return ``image`` as a numpy array after checking its shape and dtype."""
+    array = np.asarray(image)
+
+    if array.ndim < 3 or array.shape[-1] not in (3, 4):
+        raise ColorKMeansError(
+            f"image has shape {array.shape}, but an RGB(A) image of shape (H, W, 3) or "
+            "(H, W, 4) is needed; convert a grey or multichannel image to RGB first."
+        )
+
+    if array.dtype not in SUPPORTED_DTYPES:
+        raise ColorKMeansError(
+            f"image has dtype {array.dtype}, which is not supported; convert it to uint8, "
+            "uint16, float32 or float64 first, e.g. image.astype(np.float32)."
+        )
+
+    if array.size == 0:
+        raise ColorKMeansError(
+            f"image has shape {array.shape} and contains no pixels; pass a non-empty image."
+        )
+    return array
+
+
+__all__ = [
+    "ColorKMeansError",
+    "ColorKMeansWarning",
+    "ProgressStep",
+    "SegmentationResult",
+    "iter_segment_colors",
+    "segment_colors",
+]
