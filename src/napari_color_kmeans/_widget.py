@@ -1,0 +1,364 @@
+"""The K-means Color Segmentation dock widget.
+
+The widget only translates between napari layers and the engine. It reads the
+chosen layer on the main thread and runs the engine in a napari thread worker
+with a progress bar. When the worker returns, it adds or updates the output
+layers on the main thread.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import numpy as np
+from magicgui.widgets import CheckBox, ComboBox, Container, Label, LineEdit, PushButton, SpinBox
+from napari.layers import Image, Labels
+from napari.qt.threading import GeneratorWorker, create_worker
+from napari.utils import progress
+from napari.utils.notifications import show_error, show_info, show_warning
+
+from napari_color_kmeans._engine import (
+    ColorKMeansError,
+    ColorKMeansWarning,
+    ProgressStep,
+    SegmentationResult,
+    iter_segment_colors,
+)
+from napari_color_kmeans._layers import (
+    add_or_update_layer,
+    labels_layer_kwargs,
+    segmented_layer_kwargs,
+)
+
+if TYPE_CHECKING:
+    import napari
+
+logger = logging.getLogger(__name__)
+
+METHODS = ("auto", "exact", "fast")
+DEFAULT_COMPARE_K = "10, 8, 6, 4, 2"
+MAX_CLUSTERS = 255
+MAX_SEED = 2**31 - 1
+
+
+@dataclass
+class RunOutcome:
+    """Outcome of one worker run: its results, or the message of an input error."""
+
+    results: list[SegmentationResult] = field(default_factory=list)
+    error: str | None = None
+
+
+def parse_k_list(text: str) -> list[int]:
+    """Parse a comma- or space-separated list of cluster counts such as "10, 8, 6"."""
+    parts = [part for part in text.replace(",", " ").split() if part]
+    if not parts:
+        raise ColorKMeansError(
+            f"The list of k values {text!r} is empty. Enter whole numbers such as '10, 8, 6, 4, 2'."
+        )
+    values = []
+    for part in parts:
+        try:
+            value = int(part)
+        except ValueError:
+            raise ColorKMeansError(
+                f"{part!r} in the list of k values is not a whole number. "
+                "Enter whole numbers such as '10, 8, 6, 4, 2'."
+            ) from None
+        if not 1 <= value <= MAX_CLUSTERS:
+            raise ColorKMeansError(
+                f"k={value} in the list of k values is out of range. "
+                f"Use whole numbers from 1 to {MAX_CLUSTERS}."
+            )
+        if value not in values:
+            values.append(value)
+    return values
+
+
+def segment_many(
+    image: np.ndarray, k_values: list[int], random_state: int, method: str
+):
+    """Run the engine for each k in turn, yielding progress; return a RunOutcome.
+
+    Input errors come back as ``RunOutcome.error``, so the widget shows them
+    as plain notifications. Any other exception is a bug, so it propagates to
+    napari's error handling with its traceback.
+    """
+    outcome = RunOutcome()
+    for position, n_clusters in enumerate(k_values, start=1):
+        prefix = f"k={n_clusters} ({position} of {len(k_values)}): " if len(k_values) > 1 else ""
+        try:
+            with warnings.catch_warnings():
+                # The widget shows result.warnings itself, as plain notifications.
+                warnings.simplefilter("ignore", ColorKMeansWarning)
+                steps = iter_segment_colors(
+                    image, n_clusters, random_state=random_state, method=method
+                )
+                result = yield from _relay_steps(steps, prefix, position, len(k_values))
+        except ColorKMeansError as error:
+            outcome.error = str(error)
+            return outcome
+        outcome.results.append(result)
+    return outcome
+
+
+def _relay_steps(steps, prefix: str, position: int, n_runs: int):
+    while True:
+        try:
+            step = next(steps)
+        except StopIteration as stop:
+            return stop.value
+        try:
+            yield ProgressStep(
+                stage=prefix + step.stage,
+                done=(position - 1) * step.total + step.done,
+                total=n_runs * step.total,
+            )
+        except GeneratorExit:
+            steps.close()
+            raise
+
+
+class ColorKMeansWidget(Container):
+    """Dock widget that clusters the colours of an RGB image layer with K-means."""
+
+    def __init__(self, viewer: napari.viewer.Viewer) -> None:
+        super().__init__(labels=True)
+        self._viewer = viewer
+        self._worker: GeneratorWorker | None = None
+        self._progress: progress | None = None
+        self._last_results: list[SegmentationResult] = []
+
+        self.image_layer = ComboBox(
+            label="image layer", choices=self._rgb_image_layers, nullable=True,
+            tooltip="RGB(A) image layer whose pixel colours are clustered.",
+        )
+        self.n_clusters = SpinBox(
+            label="clusters (k)", value=8, min=1, max=MAX_CLUSTERS,
+            tooltip="Number of colours K-means finds (n_clusters).",
+        )
+        self.random_state = SpinBox(
+            label="random seed", value=42, min=0, max=MAX_SEED,
+            tooltip="Seed of the K-means initialisation; the same seed gives the same result.",
+        )
+        self.method = ComboBox(
+            label="method", choices=METHODS, value="auto",
+            tooltip="auto: fast histogram start refined to the exact result (default). "
+            "exact: K-means on every distinct colour. fast: 6-bit colour histogram only.",
+        )
+        self.run_button = PushButton(text="Run")
+        self.compare_k = LineEdit(
+            label="compare k", value=DEFAULT_COMPARE_K,
+            tooltip="Cluster counts to compare, separated by commas; one segmented layer per k.",
+        )
+        self.grid_view = CheckBox(
+            text="show side by side (grid view)", value=True,
+            tooltip="After a comparison, switch the viewer to grid view with the original first.",
+        )
+        self.compare_button = PushButton(text="Compare k's")
+        self.cancel_button = PushButton(text="Cancel", enabled=False)
+        self.status = Label(value="")
+
+        self.extend([
+            self.image_layer, self.n_clusters, self.random_state, self.method,
+            self.run_button, self.compare_k, self.grid_view, self.compare_button,
+            self.cancel_button, self.status,
+        ])
+        self.run_button.changed.connect(self.run)
+        self.compare_button.changed.connect(self.compare)
+        self.cancel_button.changed.connect(self.cancel)
+        viewer.layers.selection.events.active.connect(self._follow_active_layer)
+        self.reset_choices()
+        self._follow_active_layer()
+
+    # -- public API used by the buttons and by scripts --------------------
+
+    def __call__(self) -> GeneratorWorker | None:
+        """Run the segmentation with the current values, as the Run button does."""
+        return self.run()
+
+    @property
+    def is_running(self) -> bool:
+        return self._worker is not None
+
+    @property
+    def worker(self) -> GeneratorWorker | None:
+        """The worker of the run in progress, or None when idle."""
+        return self._worker
+
+    @property
+    def last_results(self) -> list[SegmentationResult]:
+        """Results of the last run that finished and added layers."""
+        return list(self._last_results)
+
+    def run(self) -> GeneratorWorker | None:
+        """Segment the chosen layer with the current k; return the started worker."""
+        return self._start([self.n_clusters.value], compare=False)
+
+    def compare(self) -> GeneratorWorker | None:
+        """Segment the chosen layer once per k in the compare list."""
+        try:
+            k_values = parse_k_list(self.compare_k.value)
+        except ColorKMeansError as error:
+            show_error(str(error))
+            return None
+        return self._start(k_values, compare=True)
+
+    def cancel(self) -> None:
+        """Ask the running worker to stop at its next progress step."""
+        if self._worker is not None:
+            self._worker.quit()
+            self.status.value = "cancelling..."
+
+    # -- layer choice ------------------------------------------------------
+
+    def _rgb_image_layers(self, _widget=None) -> list[tuple[str, Image]]:
+        return [
+            (layer.name, layer)
+            for layer in self._viewer.layers
+            if isinstance(layer, Image) and layer.rgb
+        ]
+
+    def _follow_active_layer(self, _event=None) -> None:
+        active = self._viewer.layers.selection.active
+        if self.is_running or not (isinstance(active, Image) and active.rgb):
+            return
+        if active in [layer for _, layer in self._rgb_image_layers()]:
+            self.image_layer.value = active
+
+    def _chosen_layer(self) -> Image | None:
+        layer = self.image_layer.value
+        if layer is not None and layer in self._viewer.layers:
+            return layer
+        active = self._viewer.layers.selection.active
+        if active is None:
+            show_error(
+                "No RGB image layer to segment: open an RGB or RGBA image "
+                "(File > Open) and choose it in 'image layer'."
+            )
+        elif isinstance(active, Labels):
+            show_error(
+                f"Layer '{active.name}' is a labels layer; K-means colour segmentation "
+                "needs an RGB or RGBA image layer. Choose one in 'image layer'."
+            )
+        else:
+            show_error(
+                f"Layer '{active.name}' is not an RGB or RGBA image "
+                f"(data shape {tuple(active.data.shape)}); K-means colour segmentation "
+                "clusters colours. Open a colour image and choose it in 'image layer'."
+            )
+        return None
+
+    # -- running -----------------------------------------------------------
+
+    def _start(self, k_values: list[int], compare: bool) -> GeneratorWorker | None:
+        if self._worker is not None:
+            show_info(
+                "A segmentation is already running; wait for it to finish or press Cancel."
+            )
+            return None
+        layer = self._chosen_layer()
+        if layer is None:
+            return None
+        if layer.multiscale:
+            show_error(
+                f"Layer '{layer.name}' is multiscale; this version segments single-scale "
+                "layers only. Open the image as one resolution level."
+            )
+            return None
+
+        image = np.asarray(layer.data)
+        worker = create_worker(
+            segment_many, image, k_values, self.random_state.value, self.method.value,
+            _start_thread=False,
+        )
+        worker.yielded.connect(self._on_progress)
+        worker.returned.connect(
+            lambda outcome: self._on_returned(outcome, layer, layer.data, compare)
+        )
+        worker.aborted.connect(self._on_aborted)
+        worker.finished.connect(self._on_finished)
+        self._worker = worker
+        self._progress = progress(total=0, desc=f"K-means on '{layer.name}'")
+        self._set_running(True)
+        self.status.value = f"running on '{layer.name}'..."
+        worker.start()
+        return worker
+
+    def _set_running(self, running: bool) -> None:
+        self.run_button.enabled = not running
+        self.compare_button.enabled = not running
+        self.cancel_button.enabled = running
+
+    def _on_progress(self, step: ProgressStep) -> None:
+        # Keep a local reference: updating the bar can process queued events,
+        # including the worker's "finished", which closes the bar.
+        bar = self._progress
+        if bar is None:
+            return
+        bar.total = step.total
+        bar.n = step.done
+        bar.set_description(step.stage)
+
+    def _on_aborted(self) -> None:
+        self.status.value = "cancelled"
+        show_info("Segmentation cancelled; no layers were added.")
+
+    def _on_finished(self) -> None:
+        if self._progress is not None:
+            self._progress.close()
+        self._progress = None
+        self._worker = None
+        self._set_running(False)
+
+    def _on_returned(self, outcome: RunOutcome, layer: Image, data_at_start, compare: bool) -> None:
+        if outcome.error is not None:
+            self.status.value = "failed: see the notification"
+            show_error(outcome.error)
+            return
+        if layer not in self._viewer.layers:
+            self.status.value = "discarded"
+            show_warning(
+                f"Layer '{layer.name}' was removed while K-means ran; the results were discarded."
+            )
+            return
+        if layer.data is not data_at_start:
+            self.status.value = "discarded"
+            show_warning(
+                f"The data of layer '{layer.name}' changed while K-means ran; the results "
+                "were discarded. Press Run again to segment the new data."
+            )
+            return
+        self._add_results(outcome.results, layer, compare)
+
+    def _add_results(self, results: list[SegmentationResult], layer: Image, compare: bool) -> None:
+        for result in results:
+            for message in result.warnings:
+                show_warning(message)
+            add_or_update_layer(
+                self._viewer, result.segmented, segmented_layer_kwargs(layer, result), Image
+            )
+            if not compare:
+                add_or_update_layer(
+                    self._viewer, result.labels, labels_layer_kwargs(layer, result), Labels
+                )
+        self._last_results = list(results)
+        if compare and self.grid_view.value:
+            self._show_side_by_side(layer, results)
+        self.status.value = "; ".join(
+            f"k={result.n_clusters}: {result.method}, inertia {result.inertia:.4g}"
+            for result in results
+        )
+
+    def _show_side_by_side(self, layer: Image, results: list[SegmentationResult]) -> None:
+        """Show the original and each compared k in grid view, hiding other layers."""
+        shown = {layer.name} | {
+            segmented_layer_kwargs(layer, result)["name"] for result in results
+        }
+        for other in self._viewer.layers:
+            other.visible = other.name in shown
+        self._viewer.grid.stride = 1
+        self._viewer.grid.enabled = True
