@@ -10,8 +10,8 @@ Decoded arrays follow these rules:
 
 - 16-bit files stay uint16; 8-bit and lower-depth files become uint8.
 - Grey files of 1, 2 or 4 bits are scaled to the full uint8 range by bit
-  replication, so value v of an n-bit file becomes v * 255 / (2**n - 1)
-  (for example 4-bit 0..15 becomes 0, 17, ..., 255).
+  replication. Value v of an n-bit file becomes v * 255 / (2**n - 1), so
+  4-bit values 0..15 become 0, 17, ..., 255.
 - Palette files become RGB, or RGBA when a tRNS chunk gives the palette
   transparency.
 - Grey stays 2-D; grey + alpha, and grey with a tRNS transparent value,
@@ -20,10 +20,15 @@ Decoded arrays follow these rules:
 - Interlaced (Adam7) files decode to the same array as non-interlaced ones.
 - An EXIF orientation tag (eXIf chunk) is not applied: the array is in the
   stored pixel order, and the tag is reported in ``PngInfo.exif_orientation``.
+
+Label files written by ``_png_encode.write_label_png`` carry a tEXt chunk with
+the keyword ``napari-color-kmeans``. ``read_label_png`` returns their label
+values: palette indices of an indexed PNG, or the values of a grey PNG.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import struct
@@ -53,9 +58,11 @@ ALLOWED_BIT_DEPTHS = {
     6: (8, 16),
 }
 _CHUNK_HEAD = struct.Struct(">I4s")
-_IHDR = struct.Struct(">IIBBBBB")
+IHDR_STRUCT = struct.Struct(">IIBBBBB")
 _MAX_CHUNK_LENGTH = 2**31 - 1
 _EXIF_ORIENTATION_TAG = 0x0112
+TEXT_KEYWORD = b"napari-color-kmeans"
+"""Keyword of the tEXt chunk in which the writer stores JSON metadata."""
 
 
 class PngError(ValueError):
@@ -92,6 +99,17 @@ class PngInfo:
     header: PngHeader
     has_trns: bool
     exif_orientation: int | None
+    palette: np.ndarray | None = None
+    """Palette as (n_entries, 4) uint8 RGBA, with alpha from tRNS; None without PLTE."""
+    plugin_metadata: dict | None = None
+    """JSON object of the ``napari-color-kmeans`` tEXt chunk, or None."""
+    idat_spans: tuple[tuple[int, int], ...] = ()
+    """(start, end) byte offsets of each IDAT chunk's data in the file."""
+
+    @property
+    def is_label_file(self) -> bool:
+        """True when the writer of this plugin marked the file as a labels image."""
+        return bool(self.plugin_metadata) and self.plugin_metadata.get("kind") == "labels"
 
     @property
     def is_color(self) -> bool:
@@ -135,16 +153,84 @@ def read_png_with_info(
     if max_pixels is None:
         max_pixels = max_pixels_from_environment()
 
+    content, info = load_checked(path, max_pixels)
+    data = _decode(content, path)
+    _check_decoded(data, info, path)
+    return data, info
+
+
+def read_label_png(
+    path: str | os.PathLike, max_pixels: int | None = None
+) -> tuple[np.ndarray, PngInfo]:
+    """Read the label values of an 8-bit indexed PNG or a grey PNG.
+
+    An indexed PNG gives its palette indices as uint8 (the colours are in
+    ``PngInfo.palette``). A grey PNG gives its values as uint8 or uint16.
+    Raises ``PngError`` for other colour types and for interlaced or
+    lower-depth indexed files, which this function does not unpack.
+    """
+    path = Path(path)
+    content, info = load_checked(path, max_pixels)
+    header = info.header
+    if not can_read_labels(header):
+        raise PngError(
+            f"{str(path)!r} cannot be read as labels: it is a {header.bit_depth}-bit "
+            f"{header.color_type_name}{' interlaced' if header.interlaced else ''} PNG, and "
+            "labels are read from 8- or 16-bit grey PNGs or 8-bit non-interlaced indexed "
+            "PNGs. Open it as an image instead."
+        )
+    return _decode_labels(content, info, path), info
+
+
+def read_png_or_labels(
+    path: str | os.PathLike, max_pixels: int | None = None
+) -> tuple[np.ndarray, PngInfo, bool]:
+    """Decode a PNG, or read label values if this plugin's writer marked it as labels.
+
+    Returns the array, the ``PngInfo`` and whether the array contains labels. A
+    marked file that another program re-saved in a layout ``read_label_png``
+    does not unpack (for example interlaced) is decoded as an image.
+    """
+    path = Path(path)
+    content, info = load_checked(path, max_pixels)
+    if info.is_label_file and can_read_labels(info.header):
+        return _decode_labels(content, info, path), info, True
+
+    if info.is_label_file:
+        logger.warning("%s is marked as labels but stored as %s; reading it as an image",
+                       path, info.header.color_type_name)
+    data = _decode(content, path)
+    _check_decoded(data, info, path)
+    return data, info, False
+
+
+def can_read_labels(header: PngHeader) -> bool:
+    """True for the layouts ``read_label_png`` unpacks: 8/16-bit grey, 8-bit flat indexed."""
+    if header.color_type == 0:
+        return header.bit_depth >= 8
+    return header.color_type == 3 and header.bit_depth == 8 and not header.interlaced
+
+
+def _decode_labels(content: bytes, info: PngInfo, path: Path) -> np.ndarray:
+    if info.header.color_type == 3:
+        return _decode_indices(content, info, path)
+    data = _decode(content, path)
+    _check_decoded(data, info, path)
+    return data
+
+
+def load_checked(path: Path, max_pixels: int | None) -> tuple[bytes, PngInfo]:
+    """Read a file's bytes after checking its header and pixel count; check every chunk."""
+    if max_pixels is None:
+        max_pixels = max_pixels_from_environment()
+
     with path.open("rb") as stream:
-        head = stream.read(len(PNG_SIGNATURE) + _CHUNK_HEAD.size + _IHDR.size + 4)
+        head = stream.read(len(PNG_SIGNATURE) + _CHUNK_HEAD.size + IHDR_STRUCT.size + 4)
         header = parse_header(head, path)
         check_pixel_limit(header, max_pixels, path)
         content = head + stream.read()
 
-    info = inspect_chunks(content, header, path)
-    data = _decode(content, path)
-    _check_decoded(data, info, path)
-    return data, info
+    return content, inspect_chunks(content, header, path)
 
 
 def parse_header(head: bytes, path: Path) -> PngHeader:
@@ -152,17 +238,17 @@ def parse_header(head: bytes, path: Path) -> PngHeader:
     if not head.startswith(PNG_SIGNATURE):
         raise _invalid(path, "the file does not start with the 8-byte PNG signature")
     offset = len(PNG_SIGNATURE)
-    if len(head) < offset + _CHUNK_HEAD.size + _IHDR.size + 4:
+    if len(head) < offset + _CHUNK_HEAD.size + IHDR_STRUCT.size + 4:
         raise _invalid(path, "the file ends before the IHDR header chunk is complete")
 
     length, chunk_type = _CHUNK_HEAD.unpack_from(head, offset)
-    if chunk_type != b"IHDR" or length != _IHDR.size:
+    if chunk_type != b"IHDR" or length != IHDR_STRUCT.size:
         raise _invalid(path, "the first chunk is not a 13-byte IHDR header chunk")
     body_start = offset + _CHUNK_HEAD.size
     _check_crc(head, offset + 4, body_start + length, chunk_type, path)
 
     width, height, bit_depth, color_type, compression, filter_method, interlace = (
-        _IHDR.unpack_from(head, body_start)
+        IHDR_STRUCT.unpack_from(head, body_start)
     )
     return _validated_header(
         path, width, height, bit_depth, color_type, compression, filter_method, interlace
@@ -209,8 +295,7 @@ def inspect_chunks(content: bytes, header: PngHeader, path: Path) -> PngInfo:
     """Walk every chunk, check lengths, CRCs and required chunks; return ``PngInfo``."""
     view = memoryview(content)
     offset = len(PNG_SIGNATURE)
-    seen: list[bytes] = []
-    exif_orientation = None
+    chunks: dict[bytes, list[tuple[int, int]]] = {}
 
     while True:
         if offset + _CHUNK_HEAD.size > len(content):
@@ -224,15 +309,59 @@ def inspect_chunks(content: bytes, header: PngHeader, path: Path) -> PngInfo:
                 path, f"chunk {chunk_type.decode('ascii')} runs past the end of the file"
             )
         _check_crc(view, offset + 4, body_end, chunk_type, path)
-        seen.append(chunk_type)
-        if chunk_type == b"eXIf":
-            exif_orientation = parse_exif_orientation(bytes(view[body_start:body_end]))
+        chunks.setdefault(chunk_type, []).append((body_start, body_end))
         if chunk_type == b"IEND":
             break
         offset = body_end + 4
 
-    _check_required_chunks(seen, header, path)
-    return PngInfo(header, has_trns=b"tRNS" in seen, exif_orientation=exif_orientation)
+    _check_required_chunks(chunks, header, path)
+    return _collect_info(content, header, chunks)
+
+
+def _collect_info(
+    content: bytes, header: PngHeader, chunks: dict[bytes, list[tuple[int, int]]]
+) -> PngInfo:
+    def first_body(chunk_type: bytes) -> bytes | None:
+        spans = chunks.get(chunk_type)
+        return content[spans[0][0]:spans[0][1]] if spans else None
+
+    exif = first_body(b"eXIf")
+    texts = [content[start:end] for start, end in chunks.get(b"tEXt", [])]
+    return PngInfo(
+        header,
+        has_trns=b"tRNS" in chunks,
+        exif_orientation=parse_exif_orientation(exif) if exif is not None else None,
+        palette=_palette_rgba(first_body(b"PLTE"), first_body(b"tRNS"), header),
+        plugin_metadata=_plugin_metadata(texts),
+        idat_spans=tuple(chunks[b"IDAT"]),
+    )
+
+
+def _palette_rgba(plte: bytes | None, trns: bytes | None, header: PngHeader) -> np.ndarray | None:
+    if plte is None or header.color_type != 3:
+        return None
+    rgb = np.frombuffer(plte[: len(plte) // 3 * 3], dtype=np.uint8).reshape(-1, 3)
+    alpha = np.full(len(rgb), 255, dtype=np.uint8)
+    if trns is not None:
+        n_alpha = min(len(trns), len(rgb))
+        alpha[:n_alpha] = np.frombuffer(trns[:n_alpha], dtype=np.uint8)
+    return np.column_stack([rgb, alpha])
+
+
+def _plugin_metadata(texts: list[bytes]) -> dict | None:
+    """Parse the JSON object of this plugin's tEXt chunk; ignore other tEXt chunks."""
+    prefix = TEXT_KEYWORD + b"\x00"
+    for text in texts:
+        if not text.startswith(prefix):
+            continue
+        try:
+            value = json.loads(text[len(prefix):].decode("latin-1"))
+        except ValueError:
+            logger.warning("ignoring a %s tEXt chunk that is not valid JSON", TEXT_KEYWORD.decode())
+            continue
+        if isinstance(value, dict):
+            return value
+    return None
 
 
 def _check_chunk_type(chunk_type: bytes, path: Path) -> None:
@@ -251,7 +380,7 @@ def _check_crc(buffer, start: int, end: int, chunk_type: bytes, path: Path) -> N
         )
 
 
-def _check_required_chunks(seen: list[bytes], header: PngHeader, path: Path) -> None:
+def _check_required_chunks(seen: dict[bytes, list], header: PngHeader, path: Path) -> None:
     if b"IDAT" not in seen:
         raise _invalid(path, "it has no IDAT image data chunk")
     if header.color_type == 3 and b"PLTE" not in seen:
@@ -285,6 +414,77 @@ def _decode(content: bytes, path: Path) -> np.ndarray:
         return imagecodecs.png_decode(content)
     except (imagecodecs.PngError, ValueError, RuntimeError) as error:
         raise _invalid(path, f"the decoder failed with: {error}") from error
+
+
+def _decode_indices(content: bytes, info: PngInfo, path: Path) -> np.ndarray:
+    """Decompress and unfilter the IDAT data of an 8-bit, non-interlaced indexed PNG."""
+    header = info.header
+    compressed = b"".join(content[start:end] for start, end in info.idat_spans)
+    try:
+        raw = zlib.decompress(compressed)
+    except zlib.error as error:
+        raise _invalid(path, f"its image data failed to decompress ({error})") from error
+
+    expected = header.height * (header.width + 1)
+    if len(raw) < expected:
+        raise _invalid(path, f"its image data has {len(raw)} bytes, fewer than the {expected} needed")
+    rows = np.frombuffer(raw, dtype=np.uint8, count=expected).reshape(header.height, -1)
+    return unfilter_rows(rows, bytes_per_pixel=1, path=path)
+
+
+def unfilter_rows(rows: np.ndarray, bytes_per_pixel: int, path: Path) -> np.ndarray:
+    """Undo PNG row filters. Each row of ``rows`` is a filter-type byte and the filtered bytes."""
+    filter_types = rows[:, 0]
+    filtered = rows[:, 1:]
+    if not filter_types.any():
+        return filtered.copy()
+
+    out = np.empty_like(filtered)
+    previous = np.zeros(filtered.shape[1], dtype=np.uint8)
+    for y, filter_type in enumerate(filter_types):
+        out[y] = _unfilter_row(int(filter_type), filtered[y], previous, bytes_per_pixel, path)
+        previous = out[y]
+    return out
+
+
+def _unfilter_row(filter_type, line, previous, bytes_per_pixel, path) -> np.ndarray:
+    if filter_type == 0:
+        return line
+    if filter_type == 1:
+        pixels = line.reshape(-1, bytes_per_pixel)
+        return np.cumsum(pixels, axis=0, dtype=np.uint8).reshape(-1)
+    if filter_type == 2:
+        return line + previous
+    if filter_type in (3, 4):
+        return _unfilter_row_sequential(filter_type, line, previous, bytes_per_pixel)
+    raise _invalid(path, f"a row uses the unknown filter type {filter_type}")
+
+
+def _unfilter_row_sequential(filter_type, line, previous, bytes_per_pixel) -> np.ndarray:
+    """Undo the Average (3) or Paeth (4) filter, which depend on the byte just decoded."""
+    out = bytearray(len(line))
+    for i, value in enumerate(line.tolist()):
+        left = out[i - bytes_per_pixel] if i >= bytes_per_pixel else 0
+        up = int(previous[i])
+        if filter_type == 3:
+            predictor = (left + up) // 2
+        else:
+            upper_left = int(previous[i - bytes_per_pixel]) if i >= bytes_per_pixel else 0
+            predictor = _paeth(left, up, upper_left)
+        out[i] = (value + predictor) & 0xFF
+    return np.frombuffer(bytes(out), dtype=np.uint8)
+
+
+def _paeth(left: int, up: int, upper_left: int) -> int:
+    estimate = left + up - upper_left
+    distance_left = abs(estimate - left)
+    distance_up = abs(estimate - up)
+    distance_upper_left = abs(estimate - upper_left)
+    if distance_left <= distance_up and distance_left <= distance_upper_left:
+        return left
+    if distance_up <= distance_upper_left:
+        return up
+    return upper_left
 
 
 def _check_decoded(data: np.ndarray, info: PngInfo, path: Path) -> None:

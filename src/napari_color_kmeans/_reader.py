@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from napari_color_kmeans._png import PngError, PngInfo, read_png_with_info
+from napari_color_kmeans._png import PngError, PngInfo, read_png_or_labels
 
 logger = logging.getLogger(__name__)
 
@@ -67,7 +67,7 @@ def natural_sort_key(path: Path) -> list[Any]:
 
 
 def read_png_layers(path: PathOrPaths) -> list[LayerData]:
-    """Read a PNG file, a folder of PNGs or a list of PNG paths into one image layer."""
+    """Read a PNG file, a folder of PNGs or a list of PNG paths into one layer."""
     if isinstance(path, (str, os.PathLike)) and not Path(path).is_dir():
         return [read_single_layer(Path(path))]
 
@@ -82,10 +82,36 @@ def read_png_layers(path: PathOrPaths) -> list[LayerData]:
 
 
 def read_single_layer(path: Path) -> LayerData:
-    data, info = read_png_with_info(path)
+    """Read one PNG as an image layer, or as a labels layer if this plugin wrote it as labels."""
+    data, info, is_labels = read_png_or_labels(path)
+    if is_labels:
+        return _labels_layer(path, data, info)
+
     layer_data = to_layer_array(data, info)
     metadata = {"path": str(path), **info_metadata(info)}
+    _log_orientation(path, info)
     return layer_data, _image_kwargs(layer_data, info, path.stem, metadata), "image"
+
+
+def _labels_layer(path: Path, labels: np.ndarray, info: PngInfo) -> LayerData:
+    saved = dict(info.plugin_metadata or {})
+    saved.pop("kind", None)
+    name = str(saved.pop("name", path.stem))
+    if "cluster_centers" in saved:
+        saved["cluster_centers"] = np.asarray(saved["cluster_centers"], dtype=np.float64)
+
+    kwargs: dict[str, Any] = {"name": name, "metadata": {"path": str(path), **saved}}
+    if info.palette is not None:
+        kwargs["colormap"] = palette_colormap(info.palette)
+    return labels, kwargs, "labels"
+
+
+def palette_colormap(palette: np.ndarray) -> dict[int | None, np.ndarray]:
+    """Turn an RGBA uint8 palette into a napari direct colormap dict, label 0 transparent."""
+    colors: dict[int | None, np.ndarray] = {None: np.zeros(4), 0: np.zeros(4)}
+    for label in range(1, len(palette)):
+        colors[label] = palette[label].astype(np.float64) / 255.0
+    return colors
 
 
 def read_stack_layer(paths: list[Path], name: str) -> LayerData:
@@ -93,43 +119,44 @@ def read_stack_layer(paths: list[Path], name: str) -> LayerData:
     if not paths:
         raise ValueError("The list of PNG files to stack is empty; give at least one .png file.")
 
-    planes: list[np.ndarray] = []
-    first_info: PngInfo | None = None
-    for path in paths:
-        data, info = read_png_with_info(path)
-        plane = to_layer_array(data, info)
-        if planes:
-            _check_same_format(plane, info, planes[0], first_info, path, paths[0])
-        else:
-            first_info = info
-        planes.append(plane)
+    first_data, first_kwargs, first_type = read_single_layer(paths[0])
+    planes = [first_data]
+    for path in paths[1:]:
+        data, kwargs, layer_type = read_single_layer(path)
+        _check_same_format((data, kwargs, layer_type), (first_data, first_kwargs, first_type), path, paths[0])
+        planes.append(data)
 
-    stack = np.stack(planes)
-    metadata = {"paths": [str(path) for path in paths], **info_metadata(first_info)}
-    return stack, _image_kwargs(stack, first_info, name, metadata), "image"
+    metadata = {**first_kwargs["metadata"], "paths": [str(path) for path in paths]}
+    metadata.pop("path", None)
+    kwargs = {**first_kwargs, "name": name, "metadata": metadata}
+    return np.stack(planes), kwargs, first_type
 
 
 def _check_same_format(
-    plane: np.ndarray, info: PngInfo, reference: np.ndarray, reference_info: PngInfo,
-    path: Path, reference_path: Path,
+    layer: LayerData, reference: LayerData, path: Path, reference_path: Path
 ) -> None:
     """Raise ``PngError`` naming ``path`` when it cannot join the stack started by the first file."""
-    if plane.shape == reference.shape and plane.dtype == reference.dtype and (
-        info.is_color == reference_info.is_color
-    ):
+    if _format_of(layer) == _format_of(reference):
         return
     raise PngError(
         f"Cannot stack {str(path)!r} with the other files because it contains "
-        f"{_describe(plane, info)}, but the first file {str(reference_path)!r} contains "
-        f"{_describe(reference, reference_info)}. Stack only files of the same size "
-        "and colour type, or open this file on its own."
+        f"{_describe(layer)}, but the first file {str(reference_path)!r} contains "
+        f"{_describe(reference)}. Stack only files of the same size and colour type, "
+        "or open this file on its own."
     )
 
 
-def _describe(plane: np.ndarray, info: PngInfo) -> str:
-    height, width = plane.shape[:2]
-    kind = info.header.color_type_name
-    return f"{width} x {height} {kind} pixels as {plane.dtype} with shape {plane.shape}"
+def _format_of(layer: LayerData) -> tuple:
+    data, kwargs, layer_type = layer
+    color_type = kwargs["metadata"].get("png_color_type")
+    return data.shape, data.dtype, layer_type, kwargs.get("rgb"), color_type
+
+
+def _describe(layer: LayerData) -> str:
+    data, kwargs, layer_type = layer
+    height, width = data.shape[:2]
+    color_type = kwargs["metadata"].get("png_color_type", "labels")
+    return f"{width} x {height} {color_type} pixels ({layer_type} data of {data.dtype}, shape {data.shape})"
 
 
 def to_layer_array(data: np.ndarray, info: PngInfo) -> np.ndarray:
@@ -153,14 +180,15 @@ def info_metadata(info: PngInfo) -> dict[str, Any]:
 def _image_kwargs(
     data: np.ndarray, info: PngInfo, name: str, metadata: dict[str, Any]
 ) -> dict[str, Any]:
-    rgb = data.ndim >= 3 and data.shape[-1] in (3, 4) and (
-        info.is_color or info.has_trns or info.header.color_type == 4
-    )
+    rgb = data.ndim == 3 and data.shape[-1] in (3, 4)
     high = float(np.iinfo(data.dtype).max)
+    return {"name": name, "rgb": rgb, "contrast_limits": [0.0, high], "metadata": metadata}
+
+
+def _log_orientation(path: Path, info: PngInfo) -> None:
     if info.exif_orientation not in (None, 1):
         logger.warning(
-            "%s has EXIF orientation %d; the reader shows pixels in stored order "
-            "and does not rotate or flip them",
-            name, info.exif_orientation,
+            "%s has EXIF orientation %d; the reader keeps the stored pixel order and "
+            "does not rotate or flip the image",
+            path, info.exif_orientation,
         )
-    return {"name": name, "rgb": rgb, "contrast_limits": [0.0, high], "metadata": metadata}
