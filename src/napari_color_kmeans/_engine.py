@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from napari_color_kmeans import _plan
+from napari_color_kmeans import _axes, _dask, _plan
 from napari_color_kmeans._errors import ColorKMeansError, ColorKMeansWarning
 
 logger = logging.getLogger(__name__)
@@ -128,8 +128,10 @@ def iter_segment_colors(
         method=method,
         n_init=None if n_init is None else int(n_init),
     )
-    progress = _Progress(_plan.estimate_steps(request))
-    outcome = yield from progress.wrap(_plan.run(request))
+    # Dask arrays are fitted chunk by chunk and labelled lazily.
+    pipeline = _dask if _dask.is_dask_array(image) else _plan
+    progress = _Progress(pipeline.estimate_steps(request))
+    outcome = yield from progress.wrap(pipeline.run(request))
 
     for message in outcome.warnings:
         warnings.warn(message, ColorKMeansWarning, stacklevel=2)
@@ -201,8 +203,15 @@ def _check_parameters(n_clusters, random_state, method, n_init) -> None:
 
 
 def _check_image(image) -> np.ndarray:
-    """Return ``image`` as a numpy array after checking its shape and dtype."""
-    array = np.asarray(image)
+    """Return ``image`` as a numpy array after checking its shape and dtype.
+
+    A dask array is checked and returned as it is, without computing it.
+    """
+    array = image if _dask.is_dask_array(image) else np.asarray(image)
+
+    channel_axis = _axes.find_channel_first_axis(array.shape)
+    if channel_axis is not None:
+        raise ColorKMeansError(_axes.channel_first_message(array.shape, channel_axis))
 
     if array.ndim < 3 or array.shape[-1] not in (3, 4):
         raise ColorKMeansError(
