@@ -12,18 +12,21 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from napari_color_kmeans import _colors, _fit
+from napari_color_kmeans import _colors, _fit, _kernels, _search
 from napari_color_kmeans._errors import ColorKMeansError
 
 logger = logging.getLogger(__name__)
 
-# Default number of initialisations: histogram fits are cheap, so they get
-# more; exact fits on up to millions of distinct colours get fewer.
-N_INIT_HISTOGRAM = 10
+# Default number of K-means++ starts: on the coarse colour histogram for
+# "auto" and "fast" (each start costs about a millisecond there), and on the
+# distinct colours for "exact".
+N_INIT_HISTOGRAM = 40
 N_INIT_EXACT = 10
 
-# Iterations of exact Lloyd steps after a histogram fit ("polish").
-POLISH_MAX_ITER = 30
+# "auto" polishes this many of the best histogram fits with exact Lloyd
+# iterations on the distinct colours and keeps the lowest inertia.
+N_POLISHED = 2
+POLISH_MAX_ITER = 100
 
 # Data that are not 8-bit are fitted on at most this many pixels, drawn with
 # the random_state; "exact" uses every pixel up to EXACT_MAX_PIXELS.
@@ -77,9 +80,9 @@ def run(request: Request) -> Generator[str, None, Outcome]:
 
     n_valid = yield from _count_valid(pixels, messages)
 
-    packed = yield from _pack(pixels)
-    if packed is not None:
-        outcome = yield from _run_8bit(request, pixels, packed, messages)
+    index = yield from index_8bit(pixels)
+    if index is not None:
+        outcome = yield from run_8bit(request, index, messages)
     else:
         outcome = yield from _run_general(request, pixels, n_valid, messages)
     return outcome
@@ -138,13 +141,49 @@ def _scale_to_units(dtype: np.dtype) -> float:
     return 1.0
 
 
-def _run_8bit(
-    request: Request, pixels: np.ndarray, packed: np.ndarray, messages: list[str]
+@dataclass
+class ColorIndex:
+    """The distinct 8-bit colours of an image, and the pixels to map back to them.
+
+    ``packed`` holds every pixel's packed colour on the NumPy path; it is
+    None when the compiled passes of ``_kernels`` recompute it from
+    ``pixels``.
+    """
+
+    pixels: np.ndarray
+    colors: np.ndarray
+    color_counts: np.ndarray
+    packed: np.ndarray | None
+
+    @property
+    def samples(self) -> np.ndarray:
+        return _colors.unpack(self.colors)
+
+
+def index_8bit(pixels: np.ndarray) -> Generator[str, None, ColorIndex | None]:
+    """Count the distinct colours of 8-bit ``pixels``; return None for other data."""
+    if not _kernels.available_for(pixels):
+        packed = yield from _pack(pixels)
+        if packed is None:
+            return None
+        yield "counting colours"
+        colors, color_counts, _ = _colors.count_packed(packed)
+        return ColorIndex(pixels, colors, color_counts, packed)
+
+    counts = _kernels.new_counts(len(pixels))
+    for chunk in _colors.iter_chunks(len(pixels)):
+        yield "counting colours"
+        _kernels.count_uint8(pixels[chunk], counts)
+    colors = np.flatnonzero(counts[: _colors.LEFT_OUT])
+    return ColorIndex(pixels, colors, counts[colors].astype(np.int64), None)
+
+
+def run_8bit(
+    request: Request, index: ColorIndex, messages: list[str]
 ) -> Generator[str, None, Outcome]:
     """Cluster the distinct 8-bit colours, then label pixels through a lookup table."""
-    yield "counting colours"
-    colors, color_counts, _ = _colors.count_packed(packed)
-    samples = _colors.unpack(colors)
+    pixels, colors, color_counts = index.pixels, index.colors, index.color_counts
+    samples = index.samples
 
     palette = yield from _fit_palette(
         request,
@@ -164,14 +203,26 @@ def _run_8bit(
     label_dtype = _label_dtype(len(counts))
     table = _colors.lookup_table(colors, order[nearest], label_dtype)
 
-    labels = np.empty(len(pixels), dtype=label_dtype)
-    for chunk in _colors.iter_chunks(len(pixels)):
-        yield "assigning pixels"
-        np.take(table, packed[chunk], out=labels[chunk])
-    del packed, table
-
     centers_in_units = centers * scale
-    outcome = yield from _finish(request, pixels, labels, centers_in_units, counts, inertia, palette.method)
+    labels = np.empty(len(pixels), dtype=label_dtype)
+    segmented = None
+    if index.packed is None:
+        segmented = np.empty_like(pixels, order="C")
+        colors_in_dtype = _palette_in_dtype(centers_in_units, pixels.dtype)
+        for chunk in _colors.iter_chunks(len(pixels)):
+            yield "assigning pixels"
+            _kernels.label_and_paint_uint8(
+                pixels[chunk], table, colors_in_dtype, labels[chunk], segmented[chunk]
+            )
+    else:
+        for chunk in _colors.iter_chunks(len(pixels)):
+            yield "assigning pixels"
+            np.take(table, index.packed[chunk], out=labels[chunk])
+    del table
+
+    outcome = yield from _finish(
+        request, pixels, labels, centers_in_units, counts, inertia, palette.method, segmented=segmented
+    )
     outcome.warnings = messages
     return outcome
 
@@ -275,33 +326,48 @@ def _fit_palette(
     if n_clusters == n_distinct:
         return _Palette(samples.copy(), exact_name)
 
-    # TODO: "auto" runs the exact fit until the histogram front end matches its quality.
-    if request.method in ("exact", "auto"):
+    fits = None
+    if request.method != "exact":
+        seeds = _fit.derive_seeds(request.random_state, request.n_init or N_INIT_HISTOGRAM)
+        fits = yield from _search.search_histograms(
+            samples, sample_weight, n_clusters, seeds, value_range
+        )
+
+    if fits is None:
+        # "exact", or a histogram with no more occupied bins than clusters.
         seeds = _fit.derive_seeds(request.random_state, request.n_init or N_INIT_EXACT)
         fit = yield from _fit.fit_best_of(samples, sample_weight, n_clusters, seeds, "initialisation")
         return _Palette(fit.cluster_centers, exact_name)
 
-    bin_means, bin_counts = _colors.histogram_bins(
-        samples, sample_weight, HISTOGRAM_BITS, *value_range
-    )
-    if len(bin_means) <= n_clusters:
-        seeds = _fit.derive_seeds(request.random_state, request.n_init or N_INIT_EXACT)
-        fit = yield from _fit.fit_best_of(samples, sample_weight, n_clusters, seeds, "initialisation")
-        return _Palette(fit.cluster_centers, exact_name)
-
-    seeds = _fit.derive_seeds(request.random_state, request.n_init or N_INIT_HISTOGRAM)
-    fit = yield from _fit.fit_best_of(bin_means, bin_counts, n_clusters, seeds, "initialisation")
     if request.method == "fast":
-        return _Palette(fit.cluster_centers, f"fast ({HISTOGRAM_BITS}-bit histogram)")
+        return _Palette(fits[0].cluster_centers, f"fast ({HISTOGRAM_BITS}-bit histogram)")
 
-    yield "polishing centres"
-    polished = _fit.fit_kmeans(
-        samples, sample_weight, n_clusters, init=fit.cluster_centers, max_iter=POLISH_MAX_ITER
-    )
+    polished = yield from _polish(samples, sample_weight, n_clusters, fits[:N_POLISHED])
     name = "histogram + exact polish"
     if exact_name.startswith("subsample"):
         name = f"histogram + exact polish on {exact_name}"
     return _Palette(polished.cluster_centers, name)
+
+
+def _polish(
+    samples: np.ndarray, sample_weight: np.ndarray, n_clusters: int, starts: list[_fit.Fit]
+) -> Generator[str, None, _fit.Fit]:
+    """Run exact Lloyd iterations from each start and return the lowest-inertia fit."""
+    tol = _fit.weighted_tol(samples, sample_weight)
+    best = None
+    for index, start in enumerate(starts):
+        yield f"polishing centres {index + 1} of {len(starts)}"
+        fit = _fit.fit_kmeans(
+            samples,
+            sample_weight,
+            n_clusters,
+            init=start.cluster_centers,
+            max_iter=POLISH_MAX_ITER,
+            tol=tol,
+        )
+        if best is None or fit.inertia < best.inertia:
+            best = fit
+    return best
 
 
 def _order_clusters(
@@ -342,6 +408,24 @@ def _palette_in_dtype(centers: np.ndarray, dtype: np.dtype) -> np.ndarray:
     return np.clip(np.rint(palette), 0, limit).astype(dtype)
 
 
+def _paint(
+    pixels: np.ndarray, labels: np.ndarray, palette: np.ndarray
+) -> Generator[str, None, np.ndarray]:
+    """Return pixels (n, C) painted with ``palette[label]``; label 0 keeps the input."""
+    segmented = np.empty_like(pixels, order="C")
+    for chunk in _colors.iter_chunks(len(pixels)):
+        yield "painting segmented image"
+        block_labels = labels[chunk]
+        target = segmented[chunk]
+        if pixels.shape[1] == 3 and block_labels.all():
+            np.take(palette, block_labels, axis=0, out=target)
+            continue
+        target[:] = pixels[chunk]
+        clustered = block_labels > 0
+        target[clustered, :3] = palette[block_labels[clustered]]
+    return segmented
+
+
 def _finish(
     request: Request,
     pixels: np.ndarray,
@@ -350,18 +434,13 @@ def _finish(
     counts: np.ndarray,
     inertia: float,
     method: str,
+    *,
+    segmented: np.ndarray | None = None,
 ) -> Generator[str, None, Outcome]:
-    """Paint the segmented image and package the Outcome."""
+    """Paint the segmented image, unless ``segmented`` is given, and package the Outcome."""
     image = request.image
-    palette = _palette_in_dtype(centers, image.dtype)
-    segmented = np.empty_like(pixels, order="C")
-    for chunk in _colors.iter_chunks(len(pixels)):
-        yield "painting segmented image"
-        block_labels = labels[chunk]
-        target = segmented[chunk]
-        target[:] = pixels[chunk]
-        clustered = block_labels > 0
-        target[clustered, :3] = palette[block_labels[clustered]]
+    if segmented is None:
+        segmented = yield from _paint(pixels, labels, _palette_in_dtype(centers, image.dtype))
 
     return Outcome(
         labels=labels.reshape(image.shape[:-1]),

@@ -1,0 +1,108 @@
+"""Search for good K-means centres on coarse colour histograms.
+
+A fit on a histogram is cheap because it has far fewer samples than the
+image has distinct colours: a 4-bit histogram has at most 4,096 occupied
+bins, a 6-bit one at most 262,144. Many K-means++ starts run on the 4-bit
+histogram; the best distinct local optima are refitted on the 6-bit
+histogram, whose best fits either are the result ("fast") or start exact
+Lloyd iterations on the distinct colours ("auto").
+"""
+
+from __future__ import annotations
+
+from collections.abc import Generator
+from contextlib import contextmanager
+
+import numpy as np
+from threadpoolctl import ThreadpoolController
+
+from napari_color_kmeans import _colors, _fit
+
+COARSE_BITS = 4
+FINE_BITS = 6
+
+# Distinct coarse optima refitted on the fine histogram.
+N_CANDIDATES = 6
+
+# Two fits whose inertias differ by less than this fraction count as the
+# same local optimum.
+SAME_OPTIMUM_RTOL = 1e-6
+
+_controller = None
+
+
+@contextmanager
+def single_thread():
+    """Run scikit-learn's OpenMP loops on one thread inside the block.
+
+    Histogram fits are too small to gain from threads, and on a busy machine
+    waiting for a second OpenMP thread measured slower than one thread. The
+    limit only ever lowers the number of threads.
+    """
+    global _controller
+    if _controller is None:
+        _controller = ThreadpoolController()
+    with _controller.limit(limits=1, user_api="openmp"):
+        yield
+
+
+def search_histograms(
+    samples: np.ndarray,
+    sample_weight: np.ndarray,
+    n_clusters: int,
+    seeds: list[int],
+    value_range: tuple[np.ndarray, np.ndarray],
+) -> Generator[str, None, list[_fit.Fit] | None]:
+    """Return fine-histogram fits, best first, or None if the histograms are too small.
+
+    ``samples`` (m, 3) with weights ``sample_weight`` are binned between
+    ``value_range`` (low, high) per channel. One K-means++ start per seed
+    runs on the coarse histogram.
+    """
+    fine_means, fine_weights = _colors.histogram_bins(
+        samples, sample_weight, FINE_BITS, *value_range
+    )
+    if len(fine_means) <= n_clusters:
+        return None
+
+    coarse_means, coarse_weights = _colors.histogram_bins(
+        samples, sample_weight, COARSE_BITS, *value_range
+    )
+    if len(coarse_means) > n_clusters:
+        starts = yield from _fit_coarse(coarse_means, coarse_weights, n_clusters, seeds)
+    else:
+        starts = yield from _fit_coarse(fine_means, fine_weights, n_clusters, seeds)
+
+    fine_tol = _fit.weighted_tol(fine_means, fine_weights)
+    fits = []
+    for index, start in enumerate(starts):
+        yield f"refining candidate {index + 1} of {len(starts)}"
+        with single_thread():
+            fit = _fit.fit_kmeans(
+                fine_means, fine_weights, n_clusters, init=start.cluster_centers, tol=fine_tol
+            )
+        fits.append(fit)
+    return sorted(fits, key=lambda fit: fit.inertia)
+
+
+def _fit_coarse(
+    means: np.ndarray, weights: np.ndarray, n_clusters: int, seeds: list[int]
+) -> Generator[str, None, list[_fit.Fit]]:
+    """Fit once per seed and return the best ``N_CANDIDATES`` distinct optima."""
+    tol = _fit.weighted_tol(means, weights)
+    fits = []
+    for index, seed in enumerate(seeds):
+        yield f"initialisation {index + 1} of {len(seeds)}"
+        with single_thread():
+            fits.append(_fit.fit_kmeans(means, weights, n_clusters, seed=seed, tol=tol))
+    return distinct_optima(fits)[:N_CANDIDATES]
+
+
+def distinct_optima(fits: list[_fit.Fit]) -> list[_fit.Fit]:
+    """Return ``fits`` sorted by inertia, keeping one fit per local optimum."""
+    kept = []
+    for fit in sorted(fits, key=lambda fit: fit.inertia):
+        if kept and fit.inertia - kept[-1].inertia <= SAME_OPTIMUM_RTOL * abs(kept[-1].inertia):
+            continue
+        kept.append(fit)
+    return kept
