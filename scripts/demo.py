@@ -12,6 +12,7 @@ from pathlib import Path
 
 import napari
 from qtpy.QtCore import QEventLoop, QTimer
+from qtpy.QtWidgets import QApplication
 
 PLUGIN = "napari-color-kmeans"
 WIDGET = "K-means Color Segmentation"
@@ -33,9 +34,19 @@ def wait_for(worker) -> None:
     loop.exec()
 
 
+def settle(viewer) -> None:
+    """Let the canvas lay out the grid, then fit every cell to its image."""
+    app = QApplication.instance()
+    for _ in range(3):
+        app.processEvents()
+        viewer.reset_view()
+    app.processEvents()
+
+
 def main() -> int:
     arguments = parse_arguments()
     viewer = napari.Viewer(show=True)
+    viewer.window.resize(1600, 1000)
     if arguments.image:
         viewer.open(arguments.image, plugin=PLUGIN)
     else:
@@ -55,7 +66,8 @@ def main() -> int:
         print("The comparison produced no layers.", file=sys.stderr)
         return 1
     arguments.screenshot.parent.mkdir(parents=True, exist_ok=True)
-    viewer.screenshot(str(arguments.screenshot), canvas_only=True, flash=False)
+    settle(viewer)
+    viewer.screenshot(str(arguments.screenshot), canvas_only=False, flash=False)
     print(f"Saved the comparison screenshot to {arguments.screenshot}")
     viewer.close()
     return 0

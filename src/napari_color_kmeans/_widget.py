@@ -122,6 +122,15 @@ def _relay_steps(steps, prefix: str, position: int, n_runs: int):
             raise
 
 
+def status_text(results: list[SegmentationResult]) -> str:
+    """Summarise finished results for the status line, e.g. "k=8 (exact): inertia 1.2e+07"."""
+    if len(results) == 1:
+        (result,) = results
+        return f"k={result.n_clusters} ({result.method}): inertia {result.inertia:.4g}"
+    k_values = ", ".join(str(result.n_clusters) for result in results)
+    return f"compared k = {k_values} ({results[0].method})"
+
+
 class ColorKMeansWidget(Container):
     """Dock widget that clusters the colours of an RGB image layer with K-means."""
 
@@ -161,6 +170,8 @@ class ColorKMeansWidget(Container):
         self.compare_button = PushButton(text="Compare k's")
         self.cancel_button = PushButton(text="Cancel", enabled=False)
         self.status = Label(value="")
+        # A long status must wrap instead of widening the dock and squeezing the canvas.
+        self.status.native.setWordWrap(True)
 
         self.extend([
             self.image_layer, self.n_clusters, self.random_state, self.method,
@@ -348,10 +359,7 @@ class ColorKMeansWidget(Container):
         self._last_results = list(results)
         if compare and self.grid_view.value:
             self._show_side_by_side(layer, results)
-        self.status.value = "; ".join(
-            f"k={result.n_clusters}: {result.method}, inertia {result.inertia:.4g}"
-            for result in results
-        )
+        self.status.value = status_text(results)
 
     def _show_side_by_side(self, layer: Image, results: list[SegmentationResult]) -> None:
         """Show the original and each compared k in grid view, hiding other layers."""
@@ -362,3 +370,4 @@ class ColorKMeansWidget(Container):
             other.visible = other.name in shown
         self._viewer.grid.stride = 1
         self._viewer.grid.enabled = True
+        self._viewer.reset_view()
