@@ -20,6 +20,7 @@ import numpy as np
 
 from napari_color_kmeans import _axes, _dask, _plan
 from napari_color_kmeans._errors import ColorKMeansError, ColorKMeansWarning
+from napari_color_kmeans._features import check_mask, make_feature_space
 
 logger = logging.getLogger(__name__)
 
@@ -43,8 +44,11 @@ class SegmentationResult:
 
     ``labels`` has the image's shape without the channel axis, with values
     1..n_clusters and 0 for pixels left out. Label 1 is the largest cluster.
-    ``cluster_centers`` (n_clusters, 3), ``inertia`` and ``segmented`` are in
-    the image's own units. ``method`` names the algorithm that ran.
+    ``cluster_centers`` (n_clusters, 3) and ``segmented`` are in the image's
+    own units. ``feature_centers`` are the centres in the clustering space
+    (columns ``feature_names``), and ``inertia`` is the sum of squared
+    distances in that space; for "rgb" without a spatial weight both are in
+    the image's units. ``method`` names the algorithm that ran.
     """
 
     labels: np.ndarray
@@ -56,6 +60,10 @@ class SegmentationResult:
     method: str
     random_state: int
     warnings: tuple[str, ...]
+    feature_centers: np.ndarray | None = None
+    color_space: str = "rgb"
+    spatial_weight: float = 0.0
+    feature_names: tuple[str, ...] = ("red", "green", "blue")
 
 
 def segment_colors(
@@ -65,13 +73,23 @@ def segment_colors(
     random_state: int = 42,
     method: str = "auto",
     n_init: int | None = None,
+    color_space: str = "rgb",
+    spatial_weight: float = 0.0,
+    mask=None,
 ) -> SegmentationResult:
     """Segment an RGB(A) image into ``n_clusters`` colours with K-means.
 
     See ``iter_segment_colors`` for the parameters; this runs it to the end.
     """
     steps = iter_segment_colors(
-        image, n_clusters, random_state=random_state, method=method, n_init=n_init
+        image,
+        n_clusters,
+        random_state=random_state,
+        method=method,
+        n_init=n_init,
+        color_space=color_space,
+        spatial_weight=spatial_weight,
+        mask=mask,
     )
     while True:
         try:
@@ -87,6 +105,9 @@ def iter_segment_colors(
     random_state: int = 42,
     method: str = "auto",
     n_init: int | None = None,
+    color_space: str = "rgb",
+    spatial_weight: float = 0.0,
+    mask=None,
 ) -> Generator[ProgressStep, None, SegmentationResult]:
     """Segment an RGB(A) image with K-means, yielding progress between steps.
 
@@ -106,6 +127,17 @@ def iter_segment_colors(
         with exact iterations.
     n_init : int or None
         Number of K-means initialisations; None picks one per method.
+    color_space : {"rgb", "lab", "hsv"}
+        Space in which colour distances are measured: RGB, CIELAB, or HSV
+        with the hue as its cosine and sine. Centres are still reported as
+        RGB in ``cluster_centers``.
+    spatial_weight : float
+        Weight (>= 0) of the pixel's (row, column) position; 0 clusters on
+        colour only. Above 0 the fit runs on a seeded pixel sample, so it
+        is per pixel and slower.
+    mask : numpy.ndarray of bool or None
+        Pixels to cluster, with the image's shape without the channel axis
+        (or its last two axes). Pixels outside the mask get label 0.
 
     Returns
     -------
@@ -120,6 +152,8 @@ def iter_segment_colors(
     """
     _check_parameters(n_clusters, random_state, method, n_init)
     image = _check_image(image)
+    space = make_feature_space(color_space, spatial_weight, image.dtype, image.shape[:-1])
+    mask = check_mask(mask, image.shape[:-1])
 
     request = _plan.Request(
         image=image,
@@ -127,6 +161,9 @@ def iter_segment_colors(
         random_state=int(random_state),
         method=method,
         n_init=None if n_init is None else int(n_init),
+        color_space=space.color_space,
+        spatial_weight=space.spatial_weight,
+        mask=mask,
     )
     # Dask arrays are fitted chunk by chunk and labelled lazily.
     pipeline = _dask if _dask.is_dask_array(image) else _plan
@@ -147,6 +184,12 @@ def iter_segment_colors(
         method=outcome.method,
         random_state=int(random_state),
         warnings=tuple(outcome.warnings),
+        feature_centers=(
+            outcome.cluster_centers if outcome.feature_centers is None else outcome.feature_centers
+        ),
+        color_space=space.color_space,
+        spatial_weight=space.spatial_weight,
+        feature_names=space.names,
     )
 
 

@@ -43,6 +43,9 @@ class Request:
     random_state: int
     method: str
     n_init: int | None
+    color_space: str = "rgb"
+    spatial_weight: float = 0.0
+    mask: np.ndarray | None = None
 
 
 @dataclass
@@ -54,6 +57,8 @@ class Outcome:
     counts: np.ndarray
     method: str
     warnings: list[str] = field(default_factory=list)
+    # Centres in the clustering space; None means the same as cluster_centers.
+    feature_centers: np.ndarray | None = None
 
 
 @dataclass
@@ -74,6 +79,12 @@ def estimate_steps(request: Request) -> int:
 
 def run(request: Request) -> Generator[str, None, Outcome]:
     """Segment ``request.image``; yield stage names, return the Outcome."""
+    # Local import, because _feature_plan builds on this module's helpers.
+    from napari_color_kmeans import _feature_plan
+
+    if _feature_plan.needs_feature_path(request):
+        return (yield from _feature_plan.run(request))
+
     image = request.image
     pixels = image.reshape(-1, image.shape[-1])
     messages: list[str] = []
