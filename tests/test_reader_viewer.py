@@ -8,6 +8,8 @@ from napari.layers import Image, Labels
 from napari.settings import NapariSettings
 from napari.utils.colormaps import DirectLabelColormap
 
+from napari_color_kmeans._png import PngError
+
 PLUGIN = "napari-color-kmeans"
 
 
@@ -80,3 +82,14 @@ def test_layer_save_with_plugin(fileless_settings, make_napari_viewer, tmp_path)
     reopened = viewer.open(labels_paths[0], plugin=PLUGIN)[0]
     assert isinstance(reopened, Labels)
     np.testing.assert_array_equal(reopened.data, labels.data)
+
+
+def test_open_corrupt_file_names_it(fileless_settings, make_napari_viewer, pngsuite_dir):
+    viewer = make_napari_viewer()
+    path = pngsuite_dir / "xcsn0g01.png"
+
+    with pytest.raises(PngError, match="not a valid PNG") as caught:
+        viewer.open(str(path), plugin=PLUGIN)
+
+    assert str(path) in str(caught.value)
+    assert len(viewer.layers) == 0
