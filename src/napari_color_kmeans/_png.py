@@ -427,7 +427,9 @@ def _decode_indices(content: bytes, info: PngInfo, path: Path) -> np.ndarray:
 
     expected = header.height * (header.width + 1)
     if len(raw) < expected:
-        raise _invalid(path, f"its image data has {len(raw)} bytes, fewer than the {expected} needed")
+        raise _invalid(
+            path, f"its image data has {len(raw)} bytes, fewer than the {expected} needed"
+        )
     rows = np.frombuffer(raw, dtype=np.uint8, count=expected).reshape(header.height, -1)
     return unfilter_rows(rows, bytes_per_pixel=1, path=path)
 

@@ -61,7 +61,9 @@ def check_image_array(data: np.ndarray, path: Path) -> None:
             "skimage.util.img_as_ubyte or img_as_uint."
         )
     if min(data.shape[:2]) == 0:
-        raise ValueError(f"Cannot write {str(path)!r}: the image has shape {data.shape} with no pixels.")
+        raise ValueError(
+            f"Cannot write {str(path)!r}: the image has shape {data.shape} with no pixels."
+        )
 
 
 def write_label_png(

@@ -1,11 +1,13 @@
 """napari reader contribution: PNG files, lists of PNG files and folders of PNGs.
 
-A single file opens as one image layer named after the file stem. A folder,
-or a list of paths, opens as one stack whose first axis is the file order
+A single file opens as one image layer named after the file stem, or as a
+labels layer when this plugin's writer saved it as labels. A folder, or a
+list of paths, opens as one stack whose first axis is the file order
 (folders in natural order, so ``img2`` comes before ``img10``).
 
 Colour files (RGB, RGBA, palette) open with ``rgb=True`` whatever their size,
-because napari only guesses RGB for images wider and taller than 30 pixels.
+because napari (0.9, ``guess_rgb``) only guesses RGB for images wider and
+taller than 30 pixels.
 Grey + alpha files open as RGBA layers with the grey value in all three
 colour channels, because napari shows an alpha channel only for RGBA data.
 Contrast limits cover the whole dtype range (0-255 or 0-65535), so layers
@@ -122,9 +124,9 @@ def read_stack_layer(paths: list[Path], name: str) -> LayerData:
     first_data, first_kwargs, first_type = read_single_layer(paths[0])
     planes = [first_data]
     for path in paths[1:]:
-        data, kwargs, layer_type = read_single_layer(path)
-        _check_same_format((data, kwargs, layer_type), (first_data, first_kwargs, first_type), path, paths[0])
-        planes.append(data)
+        layer = read_single_layer(path)
+        _check_same_format(layer, (first_data, first_kwargs, first_type), path, paths[0])
+        planes.append(layer[0])
 
     metadata = {**first_kwargs["metadata"], "paths": [str(path) for path in paths]}
     metadata.pop("path", None)
@@ -135,7 +137,7 @@ def read_stack_layer(paths: list[Path], name: str) -> LayerData:
 def _check_same_format(
     layer: LayerData, reference: LayerData, path: Path, reference_path: Path
 ) -> None:
-    """Raise ``PngError`` naming ``path`` when it cannot join the stack started by the first file."""
+    """Raise ``PngError`` naming ``path`` if it cannot join the stack that the first file began."""
     if _format_of(layer) == _format_of(reference):
         return
     raise PngError(
@@ -156,7 +158,10 @@ def _describe(layer: LayerData) -> str:
     data, kwargs, layer_type = layer
     height, width = data.shape[:2]
     color_type = kwargs["metadata"].get("png_color_type", "labels")
-    return f"{width} x {height} {color_type} pixels ({layer_type} data of {data.dtype}, shape {data.shape})"
+    return (
+        f"{width} x {height} {color_type} pixels "
+        f"({layer_type} data of {data.dtype}, shape {data.shape})"
+    )
 
 
 def to_layer_array(data: np.ndarray, info: PngInfo) -> np.ndarray:

@@ -281,7 +281,7 @@ def planned_outputs(source: Path, out: Path, k_values: list[int]) -> dict:
 def check_outputs_free(
     source: Path, planned: dict, claimed: dict[Path, Path], overwrite: bool
 ) -> None:
-    """Raise FileExistsError if an output exists (without --overwrite) or another input claimed it."""
+    """Raise FileExistsError if an output exists (no --overwrite) or another input claimed it."""
     paths = [path for value in planned.values() for path in _paths_of(value)]
     for path in paths:
         if path in claimed:
