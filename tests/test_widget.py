@@ -141,7 +141,7 @@ def test_compare_shows_grid(viewer, widget, qtbot):
         assert layer.rgb
         assert layer.data.dtype == source.data.dtype
         assert len(np.unique(layer.data.reshape(-1, 3), axis=0)) == n_clusters
-    assert viewer.grid.enabled
+    assert viewer.canvas.grid.enabled
     assert all(layer.visible for layer in viewer.layers)
 
 

@@ -368,6 +368,7 @@ class ColorKMeansWidget(Container):
         }
         for other in self._viewer.layers:
             other.visible = other.name in shown
-        self._viewer.grid.stride = 1
-        self._viewer.grid.enabled = True
+        grid = self._viewer.canvas.grid
+        grid.stride = 1
+        grid.enabled = True
         self._viewer.reset_view()
