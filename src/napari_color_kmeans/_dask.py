@@ -157,6 +157,12 @@ def label_block(block: np.ndarray, assignment: Assignment) -> np.ndarray:
         packed = np.empty(len(pixels), dtype=np.uint32)
         if _colors.pack_8bit(pixels, packed):
             np.take(assignment.table, packed, out=labels)
+            # Colours absent from the fitted data (e.g. on another pyramid
+            # level) are not in the table and go to their nearest centre.
+            unknown = (labels == 0) & (packed != _colors.LEFT_OUT)
+            if unknown.any():
+                nearest, _ = _fit.nearest_centers(pixels[unknown, :3], assignment.centers)
+                labels[unknown] = assignment.labels_of[nearest]
             return labels.reshape(block.shape[:-1])
 
     mask = _colors.valid_mask(pixels)
@@ -366,9 +372,10 @@ def _fit_general(
         request, samples, weights, messages, exact_name=exact_name, value_range=value_range
     )
     method = palette.method
-    if summary.n_valid > limit and not method.startswith("exact"):
-        method = f"{method} on a {HISTOGRAM_BITS}-bit histogram of all pixels"
-    method = f"{method} + exact assignment"
+    if summary.n_valid > limit:
+        if not method.startswith("exact"):
+            method = f"{method} on a {HISTOGRAM_BITS}-bit histogram of all pixels"
+        method = f"{method} + exact assignment"
 
     cluster_counts, inertia = yield from _reduce_assignment(batches, palette.cluster_centers)
     order, centers, counts = _plan._order_clusters(
