@@ -20,6 +20,7 @@ from napari.qt.threading import GeneratorWorker, create_worker
 from napari.utils import progress
 from napari.utils.notifications import show_error, show_info, show_warning
 
+from napari_color_kmeans._analysis_panel import AnalysisPanel
 from napari_color_kmeans._engine import (
     ColorKMeansError,
     ColorKMeansWarning,
@@ -79,10 +80,12 @@ def parse_k_list(text: str) -> list[int]:
 
 
 def segment_many(
-    image: np.ndarray, k_values: list[int], random_state: int, method: str
+    image: np.ndarray, k_values: list[int], random_state: int, method: str, **options
 ):
     """Run the engine for each k in turn, yielding progress; return a RunOutcome.
 
+    ``options`` are more keyword arguments of ``iter_segment_colors``
+    (color_space, spatial_weight, mask).
     Input errors come back as ``RunOutcome.error``, so the widget shows them
     as plain notifications. Any other exception is a bug, so it propagates to
     napari's error handling with its traceback.
@@ -95,7 +98,7 @@ def segment_many(
                 # The widget shows result.warnings itself, as plain notifications.
                 warnings.simplefilter("ignore", ColorKMeansWarning)
                 steps = iter_segment_colors(
-                    image, n_clusters, random_state=random_state, method=method
+                    image, n_clusters, random_state=random_state, method=method, **options
                 )
                 result = yield from _relay_steps(steps, prefix, position, len(k_values))
         except ColorKMeansError as error:
@@ -182,6 +185,8 @@ class ColorKMeansWidget(Container):
         self.compare_button.changed.connect(self.compare)
         self.cancel_button.changed.connect(self.cancel)
         viewer.layers.selection.events.active.connect(self._follow_active_layer)
+        # Adds colour space, spatial weight, mask layer, "Suggest k", palettes and the cluster table.
+        self.analysis = AnalysisPanel(self, viewer)
         self.reset_choices()
         self._follow_active_layer()
 
@@ -281,10 +286,13 @@ class ColorKMeansWidget(Container):
             )
             return None
 
+        options = self.analysis.engine_options(layer)
+        if options is None:
+            return None
         image = np.asarray(layer.data)
         worker = create_worker(
             segment_many, image, k_values, self.random_state.value, self.method.value,
-            _start_thread=False,
+            **options, _start_thread=False,
         )
         worker.yielded.connect(self._on_progress)
         worker.returned.connect(
@@ -349,13 +357,14 @@ class ColorKMeansWidget(Container):
         for result in results:
             for message in result.warnings:
                 show_warning(message)
-            add_or_update_layer(
+            segmented_layer = add_or_update_layer(
                 self._viewer, result.segmented, segmented_layer_kwargs(layer, result), Image
             )
             if not compare:
-                add_or_update_layer(
+                labels_layer = add_or_update_layer(
                     self._viewer, result.labels, labels_layer_kwargs(layer, result), Labels
                 )
+                self.analysis.show_result(result, layer, labels_layer, segmented_layer)
         self._last_results = list(results)
         if compare and self.grid_view.value:
             self._show_side_by_side(layer, results)
