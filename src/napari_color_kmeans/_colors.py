@@ -158,15 +158,18 @@ def histogram_bins(
     np.clip(codes, 0, n_bins - 1, out=codes)
     bin_index = (codes[:, 0] * n_bins + codes[:, 1]) * n_bins + codes[:, 2]
 
-    occupied, inverse = np.unique(bin_index, return_inverse=True)
-    weights = np.bincount(inverse, weights=sample_weight, minlength=occupied.size)
+    # np.bincount over all n_bins**3 bins (at most 2**24 for 8 bits) is
+    # faster than sorting the bin indices with np.unique.
+    weights = np.bincount(bin_index, weights=sample_weight, minlength=n_bins**3)
+    occupied = np.flatnonzero(weights)
     sums = np.stack(
         [
-            np.bincount(inverse, weights=sample_weight * samples[:, c], minlength=occupied.size)
+            np.bincount(bin_index, weights=sample_weight * samples[:, c], minlength=n_bins**3)[occupied]
             for c in range(3)
         ],
         axis=1,
     )
+    weights = weights[occupied]
     return sums / weights[:, None], weights
 
 

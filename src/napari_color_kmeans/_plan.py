@@ -19,9 +19,12 @@ logger = logging.getLogger(__name__)
 
 # Default number of K-means++ starts: on the coarse colour histogram for
 # "auto" and "fast" (each start costs about a millisecond there), and on the
-# distinct colours for "exact".
+# distinct colours for "exact": as many as fit in a budget of
+# EXACT_INIT_BUDGET samples x starts, from N_INIT_EXACT_MIN to N_INIT_EXACT.
 N_INIT_HISTOGRAM = 40
 N_INIT_EXACT = 10
+N_INIT_EXACT_MIN = 3
+EXACT_INIT_BUDGET = 1_000_000
 
 # "auto" polishes this many of the best histogram fits with exact Lloyd
 # iterations on the distinct colours and keeps the lowest inertia.
@@ -253,6 +256,12 @@ def _run_general(
 
     samples, sample_counts = np.unique(rows.astype(np.float64), axis=0, return_counts=True)
     del rows
+    if n_valid > limit and len(samples) < request.n_clusters:
+        # Fewer distinct colours in the sample than clusters requested: the
+        # image may have only these colours, so count them over all pixels.
+        yield "counting colours"
+        samples, sample_counts = _distinct_rows(pixels)
+        exact_name = "exact (distinct colours)"
     value_range = (samples.min(axis=0), samples.max(axis=0))
     palette = yield from _fit_palette(
         request, samples, sample_counts, messages, exact_name=exact_name, value_range=value_range
@@ -260,7 +269,7 @@ def _run_general(
     if n_valid > limit and palette.method.startswith("fast"):
         palette.method = f"fast ({HISTOGRAM_BITS}-bit histogram of a {limit} px subsample) + exact assignment"
 
-    labels = np.zeros(len(pixels), dtype=np.intp)
+    labels = np.zeros(len(pixels), dtype=_label_dtype(len(palette.cluster_centers)))
     cluster_counts = np.zeros(len(palette.cluster_centers), dtype=np.int64)
     inertia = 0.0
     for chunk in _colors.iter_chunks(len(pixels)):
@@ -268,7 +277,10 @@ def _run_general(
         inertia += _assign_chunk(pixels[chunk], palette.cluster_centers, labels[chunk], cluster_counts)
 
     order, centers, counts = _order_clusters(palette.cluster_centers, cluster_counts, request, messages)
-    labels = np.concatenate([[0], order])[labels].astype(_label_dtype(len(counts)))
+    relabel = np.concatenate([[0], order]).astype(labels.dtype)
+    for chunk in _colors.iter_chunks(len(pixels)):
+        labels[chunk] = relabel[labels[chunk]]
+    labels = labels.astype(_label_dtype(len(counts)), copy=False)
 
     outcome = yield from _finish(request, pixels, labels, centers, counts, inertia, palette.method)
     outcome.warnings = messages
@@ -292,6 +304,16 @@ def _assign_chunk(
         labels[mask] = nearest + 1
     cluster_counts += np.bincount(nearest, minlength=len(centers))
     return float(distances.sum())
+
+
+def _distinct_rows(pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Return the distinct clustered colours (float64) of all pixels and their counts.
+
+    NOTE: this sorts a float64 copy of every clustered pixel (24 bytes per
+    pixel), so it only runs when a subsample suggests very few colours.
+    """
+    rows = _valid_rows(pixels).astype(np.float64)
+    return np.unique(rows, axis=0, return_counts=True)
 
 
 def _valid_rows(pixels: np.ndarray) -> np.ndarray:
@@ -346,7 +368,7 @@ def _fit_palette(
 
     if fits is None:
         # "exact", or a histogram with no more occupied bins than clusters.
-        seeds = _fit.derive_seeds(request.random_state, request.n_init or N_INIT_EXACT)
+        seeds = _fit.derive_seeds(request.random_state, request.n_init or exact_n_init(n_distinct))
         fit = yield from _fit.fit_best_of(samples, sample_weight, n_clusters, seeds, "initialisation")
         return _Palette(fit.cluster_centers, exact_name)
 
@@ -358,6 +380,11 @@ def _fit_palette(
     if exact_name.startswith("subsample"):
         name = f"histogram + exact polish on {exact_name}"
     return _Palette(polished.cluster_centers, name)
+
+
+def exact_n_init(n_samples: int) -> int:
+    """Return the default number of exact K-means++ starts for ``n_samples`` colours."""
+    return int(np.clip(EXACT_INIT_BUDGET // max(n_samples, 1), N_INIT_EXACT_MIN, N_INIT_EXACT))
 
 
 def _polish(

@@ -3,18 +3,16 @@
 A fit on a histogram is cheap because it has far fewer samples than the
 image has distinct colours: a 4-bit histogram has at most 4,096 occupied
 bins, a 6-bit one at most 262,144. Many K-means++ starts run on the 4-bit
-histogram; the best distinct local optima are refitted on the 6-bit
-histogram, whose best fits either are the result ("fast") or start exact
-Lloyd iterations on the distinct colours ("auto").
+histogram, and the best distinct local optima are refitted on the 6-bit
+histogram. The best 6-bit fit is the result of "fast". "auto" starts exact
+Lloyd iterations on the distinct colours from the best 6-bit fits.
 """
 
 from __future__ import annotations
 
 from collections.abc import Generator
-from contextlib import contextmanager
 
 import numpy as np
-from threadpoolctl import ThreadpoolController
 
 from napari_color_kmeans import _colors, _fit
 
@@ -27,24 +25,6 @@ N_CANDIDATES = 6
 # Two fits whose inertias differ by less than this fraction count as the
 # same local optimum.
 SAME_OPTIMUM_RTOL = 1e-6
-
-_controller = None
-
-
-@contextmanager
-def single_thread():
-    """Run scikit-learn's OpenMP loops on one thread inside the block.
-
-    Histogram fits are too small to gain from threads, and on a busy machine
-    waiting for a second OpenMP thread measured slower than one thread. The
-    limit only ever lowers the number of threads.
-    """
-    global _controller
-    if _controller is None:
-        _controller = ThreadpoolController()
-    with _controller.limit(limits=1, user_api="openmp"):
-        yield
-
 
 def search_histograms(
     samples: np.ndarray,
@@ -77,10 +57,9 @@ def search_histograms(
     fits = []
     for index, start in enumerate(starts):
         yield f"refining candidate {index + 1} of {len(starts)}"
-        with single_thread():
-            fit = _fit.fit_kmeans(
-                fine_means, fine_weights, n_clusters, init=start.cluster_centers, tol=fine_tol
-            )
+        fit = _fit.fit_kmeans(
+            fine_means, fine_weights, n_clusters, init=start.cluster_centers, tol=fine_tol
+        )
         fits.append(fit)
     return sorted(fits, key=lambda fit: fit.inertia)
 
@@ -93,8 +72,7 @@ def _fit_coarse(
     fits = []
     for index, seed in enumerate(seeds):
         yield f"initialisation {index + 1} of {len(seeds)}"
-        with single_thread():
-            fits.append(_fit.fit_kmeans(means, weights, n_clusters, seed=seed, tol=tol))
+        fits.append(_fit.fit_kmeans(means, weights, n_clusters, seed=seed, tol=tol))
     return distinct_optima(fits)[:N_CANDIDATES]
 
 
