@@ -420,12 +420,14 @@ def _decode_indices(content: bytes, info: PngInfo, path: Path) -> np.ndarray:
     """Decompress and unfilter the IDAT data of an 8-bit, non-interlaced indexed PNG."""
     header = info.header
     compressed = b"".join(content[start:end] for start, end in info.idat_spans)
+    expected = header.height * (header.width + 1)
+    # Stop at the size the header declares, so a small file whose data
+    # inflates to gigabytes cannot exhaust memory; extra data are ignored.
     try:
-        raw = zlib.decompress(compressed)
+        raw = zlib.decompressobj().decompress(compressed, expected)
     except zlib.error as error:
         raise _invalid(path, f"its image data failed to decompress ({error})") from error
 
-    expected = header.height * (header.width + 1)
     if len(raw) < expected:
         raise _invalid(
             path, f"its image data has {len(raw)} bytes, fewer than the {expected} needed"
