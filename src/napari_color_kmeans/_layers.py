@@ -69,8 +69,9 @@ def cluster_features(result: SegmentationResult, rgba: np.ndarray) -> dict[str, 
     """
     n_clusters = result.n_clusters
     labelled = int(result.counts.sum())
-    left_out = int(np.count_nonzero(result.labels == 0))
-    total = max(labelled + left_out, 1)
+    # Counting from sizes keeps lazy (dask) labels lazy.
+    total = max(_fitted_pixel_count(result), 1)
+    left_out = total - labelled
     counts = np.concatenate([[left_out], result.counts]).astype(np.int64)
     centers = np.vstack([np.full((1, 3), np.nan), result.cluster_centers])
     hex_codes = ["" for _ in range(n_clusters + 1)]
@@ -88,39 +89,86 @@ def cluster_features(result: SegmentationResult, rgba: np.ndarray) -> dict[str, 
     }
 
 
-def segmented_layer_kwargs(layer: Image, result: SegmentationResult) -> dict[str, Any]:
+def _fitted_pixel_count(result) -> int:
+    """Return the number of pixels that ``result.counts`` describes, labelled or not."""
+    labels = result.labels
+    if isinstance(labels, tuple):
+        labels = labels[result.fit_level]
+    return int(np.prod(labels.shape))
+
+
+def is_per_plane(result) -> bool:
+    """Return whether ``result`` has one palette per plane (no shared centres)."""
+    return hasattr(result, "planes")
+
+
+def result_n_clusters(result) -> int:
+    """Return k of a result; for per-plane results, the largest k of any plane."""
+    if is_per_plane(result):
+        return max(plane.n_clusters for plane in result.planes)
+    return result.n_clusters
+
+
+def result_method(result) -> str:
+    if is_per_plane(result):
+        return result.planes[0].method
+    return result.method
+
+
+def result_warnings(result) -> tuple[str, ...]:
+    if is_per_plane(result):
+        return tuple(
+            f"plane {plane.index}: {message}" for plane in result.planes for message in plane.warnings
+        )
+    return tuple(result.warnings)
+
+
+def _metadata(layer: Image, result) -> dict[str, Any]:
+    metadata = {
+        "source_layer": layer.name,
+        "n_clusters": result_n_clusters(result),
+        "random_state": result.random_state,
+        "method": result_method(result),
+        "cluster_centers": result.cluster_centers,
+    }
+    if is_per_plane(result):
+        metadata["per_plane"] = True
+        metadata["counts"] = result.counts
+    else:
+        metadata["inertia"] = result.inertia
+    return metadata
+
+
+def _is_multiscale(result) -> bool:
+    return isinstance(result.labels, tuple)
+
+
+def segmented_layer_kwargs(layer: Image, result) -> dict[str, Any]:
     return {
-        "name": segmented_layer_name(layer.name, result.n_clusters),
+        "name": segmented_layer_name(layer.name, result_n_clusters(result)),
         "rgb": True,
+        "multiscale": _is_multiscale(result),
         "contrast_limits": list(layer.contrast_limits),
-        "metadata": {
-            "source_layer": layer.name,
-            "n_clusters": result.n_clusters,
-            "random_state": result.random_state,
-            "method": result.method,
-            "inertia": result.inertia,
-            "cluster_centers": result.cluster_centers,
-        },
+        "metadata": _metadata(layer, result),
         **transform_kwargs(layer),
     }
 
 
-def labels_layer_kwargs(layer: Image, result: SegmentationResult) -> dict[str, Any]:
+def labels_layer_kwargs(layer: Image, result) -> dict[str, Any]:
+    kwargs = {
+        "name": labels_layer_name(layer.name, result_n_clusters(result)),
+        "multiscale": _is_multiscale(result),
+        "metadata": _metadata(layer, result),
+        **transform_kwargs(layer),
+    }
+    if is_per_plane(result):
+        # NOTE: each plane has its own palette, so no single colour per label
+        # exists; the labels use napari's default colours and have no features.
+        return kwargs
     rgba = centers_as_rgba(result.cluster_centers, layer.contrast_limits)
-    return {
-        "name": labels_layer_name(layer.name, result.n_clusters),
-        "colormap": label_colormap(rgba),
-        "features": cluster_features(result, rgba),
-        "metadata": {
-            "source_layer": layer.name,
-            "n_clusters": result.n_clusters,
-            "random_state": result.random_state,
-            "method": result.method,
-            "inertia": result.inertia,
-            "cluster_centers": result.cluster_centers,
-        },
-        **transform_kwargs(layer),
-    }
+    kwargs["colormap"] = label_colormap(rgba)
+    kwargs["features"] = cluster_features(result, rgba)
+    return kwargs
 
 
 def add_or_update_layer(
@@ -141,6 +189,16 @@ def add_or_update_layer(
             kwargs = {**kwargs, "name": _free_name(viewer, name)}
         layer = layer_type(data, **kwargs)
         viewer.add_layer(layer)
+        return layer
+    switches_multiscale = existing.multiscale != kwargs.get("multiscale", False)
+    drops_colormap = layer_type is Labels and "colormap" not in kwargs
+    if switches_multiscale or drops_colormap:
+        # napari cannot switch a layer between single- and multiscale data in
+        # place, and labels without cluster colours need napari's default colours.
+        position = viewer.layers.index(existing)
+        viewer.layers.remove(existing)
+        layer = layer_type(data, **kwargs)
+        viewer.layers.insert(position, layer)
         return layer
 
     existing.data = data

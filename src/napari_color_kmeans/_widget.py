@@ -8,6 +8,7 @@ layers on the main thread.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import warnings
 from dataclasses import dataclass, field
@@ -28,11 +29,17 @@ from napari_color_kmeans._engine import (
     SegmentationResult,
     iter_segment_colors,
 )
+from napari_color_kmeans._axes import channel_first_message, find_channel_first_axis, move_color_axis_last
 from napari_color_kmeans._layers import (
     add_or_update_layer,
+    is_per_plane,
     labels_layer_kwargs,
+    result_method,
+    result_n_clusters,
+    result_warnings,
     segmented_layer_kwargs,
 )
+from napari_color_kmeans._scope import SCOPES, WHOLE_STACK, Job, iter_job, make_job, place_plane
 
 if TYPE_CHECKING:
     import napari
@@ -79,9 +86,7 @@ def parse_k_list(text: str) -> list[int]:
     return values
 
 
-def segment_many(
-    image: np.ndarray, k_values: list[int], random_state: int, method: str, **options
-):
+def segment_many(job: Job, k_values: list[int], random_state: int, method: str, **options):
     """Run the engine for each k in turn, yielding progress; return a RunOutcome.
 
     ``options`` are more keyword arguments of ``iter_segment_colors``
@@ -97,8 +102,8 @@ def segment_many(
             with warnings.catch_warnings():
                 # The widget shows result.warnings itself, as plain notifications.
                 warnings.simplefilter("ignore", ColorKMeansWarning)
-                steps = iter_segment_colors(
-                    image, n_clusters, random_state=random_state, method=method, **options
+                steps = iter_job(
+                    job, n_clusters, random_state=random_state, method=method, **options
                 )
                 result = yield from _relay_steps(steps, prefix, position, len(k_values))
         except ColorKMeansError as error:
@@ -127,11 +132,27 @@ def _relay_steps(steps, prefix: str, position: int, n_runs: int):
 
 def status_text(results: list[SegmentationResult]) -> str:
     """Summarise finished results for the status line, e.g. "k=8 (exact): inertia 1.2e+07"."""
-    if len(results) == 1:
+    if len(results) == 1 and not is_per_plane(results[0]):
         (result,) = results
         return f"k={result.n_clusters} ({result.method}): inertia {result.inertia:.4g}"
-    k_values = ", ".join(str(result.n_clusters) for result in results)
-    return f"compared k = {k_values} ({results[0].method})"
+    k_values = ", ".join(str(result_n_clusters(result)) for result in results)
+    return f"k = {k_values} ({result_method(results[0])})"
+
+
+def _placed_in_stack(result, job: Job):
+    """Return ``result`` with its arrays in the whole stack's shape for a one-plane job."""
+    if job.plane_index is None:
+        return result
+    return dataclasses.replace(
+        result,
+        labels=place_plane(result.labels, job, channels=None),
+        segmented=place_plane(result.segmented, job, channels=result.segmented.shape[-1]),
+    )
+
+
+def _is_in_memory(result) -> bool:
+    """Return whether ``result`` has one palette and numpy arrays, as the cluster table needs."""
+    return not is_per_plane(result) and isinstance(result.labels, np.ndarray)
 
 
 class ColorKMeansWidget(Container):
@@ -161,6 +182,11 @@ class ColorKMeansWidget(Container):
             tooltip="auto: fast histogram start refined to the exact result (default). "
             "exact: K-means on every distinct colour. fast: 6-bit colour histogram only.",
         )
+        self.scope = ComboBox(
+            label="stack scope", choices=SCOPES, value=WHOLE_STACK,
+            tooltip="For stacks (time, z, ...): one palette for the whole stack, so a label "
+            "is the same colour in every plane; a palette per 2-D plane; or only the plane shown.",
+        )
         self.run_button = PushButton(text="Run")
         self.compare_k = LineEdit(
             label="compare k", value=DEFAULT_COMPARE_K,
@@ -172,18 +198,23 @@ class ColorKMeansWidget(Container):
         )
         self.compare_button = PushButton(text="Compare k's")
         self.cancel_button = PushButton(text="Cancel", enabled=False)
+        self.make_rgb_button = PushButton(
+            text="Make RGB layer from colour axis", enabled=False,
+            tooltip="Add a copy-free RGB view of a (3 or 4, H, W) layer, with its colour axis last.",
+        )
         self.status = Label(value="")
         # A long status must wrap instead of widening the dock and squeezing the canvas.
         self.status.native.setWordWrap(True)
 
         self.extend([
-            self.image_layer, self.n_clusters, self.random_state, self.method,
+            self.image_layer, self.n_clusters, self.random_state, self.method, self.scope,
             self.run_button, self.compare_k, self.grid_view, self.compare_button,
-            self.cancel_button, self.status,
+            self.cancel_button, self.make_rgb_button, self.status,
         ])
         self.run_button.changed.connect(self.run)
         self.compare_button.changed.connect(self.compare)
         self.cancel_button.changed.connect(self.cancel)
+        self.make_rgb_button.changed.connect(self.make_rgb_layer)
         viewer.layers.selection.events.active.connect(self._follow_active_layer)
         # Adds colour space, spatial weight, mask layer, "Suggest k", palettes and the cluster table.
         self.analysis = AnalysisPanel(self, viewer)
@@ -260,6 +291,13 @@ class ColorKMeansWidget(Container):
                 f"Layer '{active.name}' is a labels layer; K-means colour segmentation "
                 "needs an RGB or RGBA image layer. Choose one in 'image layer'."
             )
+        elif isinstance(active, Image) and find_channel_first_axis(active.data.shape) is not None:
+            axis = find_channel_first_axis(active.data.shape)
+            self.make_rgb_button.enabled = True
+            show_error(
+                f"Layer '{active.name}': {channel_first_message(active.data.shape, axis)} "
+                "Or press 'Make RGB layer from colour axis' to add an RGB view of it."
+            )
         else:
             show_error(
                 f"Layer '{active.name}' is not an RGB or RGBA image "
@@ -267,6 +305,37 @@ class ColorKMeansWidget(Container):
                 "clusters colours. Open a colour image and choose it in 'image layer'."
             )
         return None
+
+    def make_rgb_layer(self) -> Image | None:
+        """Add an RGB view of the active (3 or 4, H, W) layer with its colour axis moved last."""
+        active = self._viewer.layers.selection.active
+        axis = None
+        if isinstance(active, Image) and not active.rgb:
+            axis = find_channel_first_axis(active.data.shape)
+        if axis is None:
+            show_error(
+                "Select an image layer whose colour axis comes first, such as (3, H, W), "
+                "then press 'Make RGB layer from colour axis'."
+            )
+            return None
+        kept_axes = [index for index in range(active.ndim) if index != axis]
+        rgb_layer = Image(
+            move_color_axis_last(active.data, axis),
+            name=f"{active.name} (RGB)",
+            rgb=True,
+            scale=np.array(active.scale)[kept_axes],
+            translate=np.array(active.translate)[kept_axes],
+        )
+        self._viewer.add_layer(rgb_layer)
+        self.reset_choices()
+        self.image_layer.value = rgb_layer
+        self.make_rgb_button.enabled = False
+        return rgb_layer
+
+    def _current_step(self, layer: Image) -> tuple[int, ...]:
+        """Return the layer's data index of the plane the viewer shows, one value per axis."""
+        position = layer.world_to_data(self._viewer.dims.point)
+        return tuple(int(round(value)) for value in position)
 
     # -- running -----------------------------------------------------------
 
@@ -279,24 +348,26 @@ class ColorKMeansWidget(Container):
         layer = self._chosen_layer()
         if layer is None:
             return None
-        if layer.multiscale:
-            show_error(
-                f"Layer '{layer.name}' is multiscale; this version segments single-scale "
-                "layers only. Open the image as one resolution level."
-            )
-            return None
-
         options = self.analysis.engine_options(layer)
         if options is None:
             return None
-        image = np.asarray(layer.data)
+        data_at_start = layer.data
+        try:
+            job = make_job(
+                data_at_start, multiscale=layer.multiscale, scope=self.scope.value,
+                current_step=self._current_step(layer),
+            )
+        except ColorKMeansError as error:
+            show_error(str(error))
+            return None
+
         worker = create_worker(
-            segment_many, image, k_values, self.random_state.value, self.method.value,
+            segment_many, job, k_values, self.random_state.value, self.method.value,
             **options, _start_thread=False,
         )
         worker.yielded.connect(self._on_progress)
         worker.returned.connect(
-            lambda outcome: self._on_returned(outcome, layer, layer.data, compare)
+            lambda outcome: self._on_returned(outcome, layer, data_at_start, job, compare)
         )
         worker.aborted.connect(self._on_aborted)
         worker.finished.connect(self._on_finished)
@@ -333,7 +404,9 @@ class ColorKMeansWidget(Container):
         self._worker = None
         self._set_running(False)
 
-    def _on_returned(self, outcome: RunOutcome, layer: Image, data_at_start, compare: bool) -> None:
+    def _on_returned(
+        self, outcome: RunOutcome, layer: Image, data_at_start, job: Job, compare: bool
+    ) -> None:
         if outcome.error is not None:
             self.status.value = "failed: see the notification"
             show_error(outcome.error)
@@ -351,11 +424,12 @@ class ColorKMeansWidget(Container):
                 "were discarded. Press Run again to segment the new data."
             )
             return
-        self._add_results(outcome.results, layer, compare)
+        results = [_placed_in_stack(result, job) for result in outcome.results]
+        self._add_results(results, layer, compare)
 
     def _add_results(self, results: list[SegmentationResult], layer: Image, compare: bool) -> None:
         for result in results:
-            for message in result.warnings:
+            for message in result_warnings(result):
                 show_warning(message)
             segmented_layer = add_or_update_layer(
                 self._viewer, result.segmented, segmented_layer_kwargs(layer, result), Image
@@ -364,7 +438,8 @@ class ColorKMeansWidget(Container):
                 labels_layer = add_or_update_layer(
                     self._viewer, result.labels, labels_layer_kwargs(layer, result), Labels
                 )
-                self.analysis.show_result(result, layer, labels_layer, segmented_layer)
+                if _is_in_memory(result):
+                    self.analysis.show_result(result, layer, labels_layer, segmented_layer)
         self._last_results = list(results)
         if compare and self.grid_view.value:
             self._show_side_by_side(layer, results)
