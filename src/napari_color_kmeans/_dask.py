@@ -111,7 +111,6 @@ class Assignment:
 
     def labels(self, image):
         """Return lazy labels of the dask array ``image`` (..., H, W, C), one block per chunk."""
-        import dask
         import dask.array as da
 
         image = _merge_color_axis(image)
@@ -119,7 +118,7 @@ class Assignment:
         return da.map_blocks(
             label_block,
             image,
-            dask.delayed(self, pure=True),
+            _graph_argument(self),
             drop_axis=image.ndim - 1,
             dtype=self.label_dtype,
             meta=np.empty((0,) * (image.ndim - 1), dtype=self.label_dtype),
@@ -127,7 +126,6 @@ class Assignment:
 
     def segmented(self, image):
         """Return the lazy segmented copy of the dask array ``image``, one block per chunk."""
-        import dask
         import dask.array as da
 
         image = _merge_color_axis(image)
@@ -135,7 +133,7 @@ class Assignment:
         return da.map_blocks(
             segment_block,
             image,
-            dask.delayed(self, pure=True),
+            _graph_argument(self),
             dtype=image.dtype,
             meta=np.empty((0,) * image.ndim, dtype=image.dtype),
         )
@@ -576,14 +574,35 @@ def _blocks_per_step() -> int:
 
 def _count_threads() -> int:
     """Return the worker threads of the active dask.distributed Client, else the CPU count."""
-    if "distributed" in sys.modules:
-        from distributed import default_client
-
-        try:
-            return max(sum(default_client().nthreads().values()), 1)
-        except ValueError:
-            pass
+    client = _active_client()
+    if client is not None:
+        return max(sum(client.nthreads().values()), 1)
     return os.cpu_count() or 1
+
+
+def _active_client():
+    """Return the default dask.distributed Client, or None when there is none."""
+    if "distributed" not in sys.modules:
+        return None
+    from distributed import default_client
+
+    try:
+        return default_client()
+    except ValueError:
+        return None
+
+
+def _graph_argument(value):
+    """Wrap ``value`` so that a dask graph holds it once, not once per task.
+
+    NOTE: with a dask.distributed Client every compute still sends the value
+    with the graph (16 MiB for an 8-bit lookup table, which distributed
+    warns about). Scattering it instead lost the data: the graph did not
+    keep the Future alive.
+    """
+    import dask
+
+    return dask.delayed(value, pure=True)
 
 
 def _tree_reduce(parts: list, merge):
