@@ -287,3 +287,18 @@ def test_sample_data_opens_rgb(viewer):
         (layer,) = viewer.open_sample(PLUGIN, key)
         assert layer.rgb
         assert layer.data.dtype == np.uint8
+
+
+def test_progress_moves_during_run(viewer, widget, qtbot, ladybug_path):
+    viewer.open(ladybug_path, plugin=PLUGIN)
+    widget.method.value = "exact"
+    steps = []
+
+    worker = widget()
+    worker.yielded.connect(steps.append)
+    wait_until_idle(qtbot, widget)
+
+    assert len(steps) >= 3
+    assert all(step.done <= step.total for step in steps)
+    assert [step.done for step in steps] == sorted(step.done for step in steps)
+    assert len({step.stage for step in steps}) >= 2
