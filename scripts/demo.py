@@ -11,12 +11,11 @@ import sys
 from pathlib import Path
 
 import napari
-from qtpy.QtCore import QEventLoop, QTimer
 from qtpy.QtWidgets import QApplication
 
 PLUGIN = "napari-color-kmeans"
 WIDGET = "K-means Color Segmentation"
-TIMEOUT_MS = 300_000
+TIMEOUT_SECONDS = 300
 
 
 def parse_arguments() -> argparse.Namespace:
@@ -25,13 +24,6 @@ def parse_arguments() -> argparse.Namespace:
     parser.add_argument("--k", default="10, 8, 6, 4, 2", help="cluster counts to compare (default: %(default)s)")
     parser.add_argument("--screenshot", type=Path, help="save a screenshot of the comparison here and exit")
     return parser.parse_args()
-
-
-def wait_for(worker) -> None:
-    loop = QEventLoop()
-    worker.finished.connect(loop.quit)
-    QTimer.singleShot(TIMEOUT_MS, loop.quit)
-    loop.exec()
 
 
 def settle(viewer) -> None:
@@ -61,8 +53,7 @@ def main() -> int:
         napari.run()
         return 0
 
-    wait_for(worker)
-    if not widget.last_results:
+    if not widget.wait(timeout=TIMEOUT_SECONDS):
         print("The comparison produced no layers.", file=sys.stderr)
         return 1
     arguments.screenshot.parent.mkdir(parents=True, exist_ok=True)

@@ -302,3 +302,26 @@ def test_progress_moves_during_run(viewer, widget, qtbot, ladybug_path):
     assert all(step.done <= step.total for step in steps)
     assert [step.done for step in steps] == sorted(step.done for step in steps)
     assert len({step.stage for step in steps}) >= 2
+
+
+def test_wait_returns_results(viewer, widget):
+    viewer.open_sample(PLUGIN, "chelsea")
+    widget.n_clusters.value = 4
+
+    assert widget() is not None
+    results = widget.wait(timeout=120)
+
+    assert not widget.is_running
+    assert [result.n_clusters for result in results] == [4]
+    assert "chelsea k=4 labels" in [layer.name for layer in viewer.layers]
+
+
+def test_wait_after_cancel_is_empty(viewer, widget, ladybug_path):
+    viewer.open(ladybug_path, plugin=PLUGIN)
+    widget.method.value = "exact"
+    widget.compare_k.value = "10, 9, 8"
+
+    assert widget.compare() is not None
+    widget.cancel()
+
+    assert widget.wait(timeout=120) == []

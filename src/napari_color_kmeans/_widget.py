@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import time
 import warnings
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -19,6 +20,8 @@ from magicgui.widgets import CheckBox, ComboBox, Container, Label, LineEdit, Pus
 from napari.layers import Image, Labels
 from napari.qt.threading import GeneratorWorker, create_worker
 from napari.utils import progress
+from qtpy.QtCore import QEventLoop
+from qtpy.QtWidgets import QApplication
 from napari.utils.notifications import show_error, show_info, show_warning
 
 from napari_color_kmeans._analysis_panel import AnalysisPanel
@@ -241,6 +244,25 @@ class ColorKMeansWidget(Container):
         """Results of the last run that finished and added layers."""
         return list(self._last_results)
 
+    def wait(self, timeout: float | None = None) -> list[SegmentationResult]:
+        """Process Qt events until the current run ends; return its results.
+
+        For scripts and notebooks: ``widget(); widget.wait()`` runs a
+        segmentation to the end, output layers included. ``timeout`` is in
+        seconds (None waits as long as it takes). Returns an empty list when
+        the run was cancelled, failed or was discarded.
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while self.is_running and (deadline is None or time.monotonic() < deadline):
+            QApplication.processEvents(QEventLoop.ProcessEventsFlag.AllEvents, 50)
+            time.sleep(0.01)
+        if self.is_running:
+            raise TimeoutError(
+                f"the segmentation did not finish within {timeout} s; call wait() again "
+                "to keep waiting, or cancel() to stop it."
+            )
+        return self.last_results
+
     def run(self) -> GeneratorWorker | None:
         """Segment the chosen layer with the current k; return the started worker."""
         return self._start([self.n_clusters.value], compare=False)
@@ -372,6 +394,7 @@ class ColorKMeansWidget(Container):
         worker.aborted.connect(self._on_aborted)
         worker.finished.connect(self._on_finished)
         self._worker = worker
+        self._last_results = []
         self._progress = progress(total=0, desc=f"K-means on '{layer.name}'")
         self._set_running(True)
         self.status.value = f"running on '{layer.name}'..."
