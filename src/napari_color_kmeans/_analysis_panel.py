@@ -237,6 +237,8 @@ class AnalysisPanel:
         options = self.engine_options(layer)
         if options is None:
             return None
+        # NOTE: this runs on the main thread, because it only assigns pixels in
+        # chunks without a fit, but it still blocks the viewer on very large images.
         try:
             result = apply_palette(np.asarray(layer.data), self.palette, mask=options["mask"])
         except ColorKMeansError as error:

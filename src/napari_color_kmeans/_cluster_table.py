@@ -1,10 +1,10 @@
 """Sortable cluster table for the dock widget: masks, "show only selected", merges, CSV.
 
-The table shows one row per cluster of the last segmentation. Selecting rows
-and pressing "Mask from selection" adds a labels layer holding only those
-clusters; "Show only selected" hides the other clusters on the labels layer;
-"Merge selected" merges the selected clusters into one label and updates the
-labels layer, the segmented image layer and the table.
+The table shows one row per cluster of the last segmentation. "Mask from
+selection" adds a labels layer that contains only the selected clusters.
+"Show only selected" hides the other clusters on the labels layer. "Merge
+selected" merges the selected clusters into one label and updates the labels
+layer, the segmented image layer and the table.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Segmentation in a feature space: CIELAB or HSV colours, a mask, or pixel positions.
 
-``_plan.run`` hands a request here when it asks for anything but plain RGB
+``_plan.run`` hands a request here when it requests anything but plain RGB
 on every pixel. Colour-only requests keep the engine's distinct-colour
 speed: the distinct colours are transformed and fitted with their pixel
 counts as sample_weight, never every pixel. A spatial weight makes every
@@ -42,7 +42,7 @@ class Samples:
 
 
 def needs_feature_path(request: _plan.Request) -> bool:
-    """Return whether ``request`` asks for more than RGB clustering of every pixel."""
+    """Return whether ``request`` needs more than RGB clustering of every pixel."""
     return (
         getattr(request, "color_space", "rgb") != "rgb"
         or getattr(request, "spatial_weight", 0.0) > 0

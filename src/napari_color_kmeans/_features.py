@@ -4,7 +4,8 @@ Colours come in as RGB in the image's own units (0..255 for uint8,
 0..65535 for uint16, 0..1 for float) and leave as feature rows:
 
 - "rgb": the RGB values themselves, so inertia stays in the image's units.
-- "lab": CIELAB from scikit-image's ``rgb2lab`` (D65), L in 0..100.
+- "lab": CIELAB from ``skimage.color.rgb2lab`` (D65 white point, its
+  default in scikit-image 0.26), L in 0..100.
 - "hsv": (cos(2 pi h), sin(2 pi h), s, v) from ``rgb2hsv``. The hue is an
   angle, so its cosine and sine put hue 0.99 next to hue 0.01.
 
@@ -43,7 +44,7 @@ TRANSFORM_CHUNK = 2**18
 
 @dataclass(frozen=True)
 class FeatureSpace:
-    """How RGB values of one image become feature rows.
+    """Feature transform settings for the RGB values of one image.
 
     ``full_scale`` is the value of full intensity in the image's units
     (255 for uint8, 65535 for uint16, 1.0 for float). ``spatial_size`` is the

@@ -1,6 +1,6 @@
 """Save a fitted palette to JSON, load it back and apply it to other images.
 
-A palette holds the ordered cluster centres of one segmentation, both as RGB
+A palette contains the ordered cluster centres of one segmentation, both as RGB
 and in the clustering space, with the feature settings and the seed.
 ``apply_palette`` assigns every pixel of another image to its nearest saved
 feature centre without refitting, so label n means the same colour in every

@@ -1,9 +1,9 @@
 """Suggest a number of clusters: inertia (elbow) and silhouette score for k = k_min..k_max.
 
-Each k is fitted on the weighted distinct colours of the image (or on a
-seeded pixel sample when a spatial weight makes the fit per pixel), first on
-a 6-bit feature histogram and then polished on the distinct colours, which
-is the engine's fast path. Inertia is summed over every clustered pixel. The
+Each k is fitted on the weighted distinct colours of the image, or on a
+seeded pixel sample when a spatial weight makes the fit per pixel. The fit
+starts on a 6-bit feature histogram and is then polished on the distinct
+colours, as in the engine's fast path. Inertia is summed over every clustered pixel. The
 silhouette score needs all pairwise distances, so it is computed on
 ``sample_size`` pixels drawn without replacement with ``random_state``.
 """
