@@ -122,11 +122,17 @@ def iter_segment_colors(
     random_state : int
         Seed of every random choice; the same seed gives the same result.
     method : {"auto", "exact", "fast"}
-        "exact" fits every distinct colour, "fast" fits a 6-bit colour
-        histogram, "auto" fits the histogram and then polishes the centres
-        with exact iterations.
+        "exact" fits every distinct colour weighted by its pixel count.
+        "fast" searches K-means++ starts on a 4-bit colour histogram and
+        refits the best on a 6-bit histogram. "auto" then polishes the two
+        best histogram fits with exact Lloyd iterations on the distinct
+        colours. Data that are not 8-bit are fitted on a seeded subsample
+        and every pixel is assigned to its nearest centre;
+        ``SegmentationResult.method`` says which method ran.
     n_init : int or None
-        Number of K-means initialisations; None picks one per method.
+        Number of K-means++ starts: on the 4-bit histogram for "auto" and
+        "fast" (None: 40), on the distinct colours for "exact" (None: 3 to
+        10, fewer for images with more distinct colours).
     color_space : {"rgb", "lab", "hsv"}
         Space in which colour distances are measured: RGB, CIELAB, or HSV
         with the hue as its cosine and sine. Centres are still reported as

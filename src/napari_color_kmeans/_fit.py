@@ -20,6 +20,10 @@ SKLEARN_TOL = 1e-4
 # Number of samples whose distances to the centres are computed at once.
 NEAREST_CHUNK = 2**16
 
+# Up to this many centres, nearest_centers loops over the centres, which
+# avoids a BLAS call per chunk; the loop costs one pass per centre.
+DIRECT_MAX_CENTERS = 32
+
 
 _controller = None
 
@@ -119,21 +123,44 @@ def nearest_centers(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Return the index of each sample's nearest centre and the squared distance to it.
 
-    Distances are squared Euclidean in float64. The expanded form
+    Distances are squared Euclidean in float64; ties go to the lower index.
+    Up to ``DIRECT_MAX_CENTERS`` centres the distances are computed directly,
+    one centre at a time. For more centres the expanded form
     ``|x|^2 - 2 x.c + |c|^2`` picks the centre, then the distance to the
     picked centre is recomputed directly so it carries no cancellation error.
     """
     centers = np.asarray(centers, dtype=np.float64)
-    center_norms = np.einsum("ij,ij->i", centers, centers)
     labels = np.empty(len(samples), dtype=np.intp)
     distances = np.empty(len(samples), dtype=np.float64)
 
     for start in range(0, len(samples), chunk):
         block = np.asarray(samples[start : start + chunk], dtype=np.float64)
-        scores = center_norms - 2.0 * (block @ centers.T)
-        nearest = np.argmin(scores, axis=1)
-        labels[start : start + len(block)] = nearest
-        offsets = block - centers[nearest]
-        distances[start : start + len(block)] = np.einsum("ij,ij->i", offsets, offsets)
+        stop = start + len(block)
+        if len(centers) <= DIRECT_MAX_CENTERS:
+            _nearest_direct(block, centers, labels[start:stop], distances[start:stop])
+        else:
+            _nearest_expanded(block, centers, labels[start:stop], distances[start:stop])
 
     return labels, distances
+
+
+def _nearest_direct(
+    block: np.ndarray, centers: np.ndarray, labels: np.ndarray, distances: np.ndarray
+) -> None:
+    distances[:] = np.inf
+    for index, center in enumerate(centers):
+        offsets = block - center
+        candidate = np.einsum("ij,ij->i", offsets, offsets)
+        closer = candidate < distances
+        distances[closer] = candidate[closer]
+        labels[closer] = index
+
+
+def _nearest_expanded(
+    block: np.ndarray, centers: np.ndarray, labels: np.ndarray, distances: np.ndarray
+) -> None:
+    center_norms = np.einsum("ij,ij->i", centers, centers)
+    scores = center_norms - 2.0 * (block @ centers.T)
+    labels[:] = np.argmin(scores, axis=1)
+    offsets = block - centers[labels]
+    distances[:] = np.einsum("ij,ij->i", offsets, offsets)
