@@ -22,7 +22,7 @@ logger = logging.getLogger(__name__)
 
 # Default for ``memory_budget``: the finest level of at most this many bytes
 # is fitted. The fit reads that level once or three times, chunk by chunk,
-# so the budget bounds the data read by the fit and hence its run time; the
+# so the budget bounds the data read by the fit and hence its run time. The
 # fit's peak memory depends on the chunk size, not on the level's size.
 DEFAULT_MEMORY_BUDGET = 2**30
 

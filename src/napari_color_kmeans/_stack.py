@@ -2,7 +2,7 @@
 
 ``segment_colors`` treats the leading axes of a (..., H, W, C) stack as more
 pixels with one shared palette. The functions here give every 2-D plane its
-own palette instead, for numpy and dask stacks alike; labels and the
+own palette instead, for numpy and dask stacks alike. Labels and the
 segmented image keep the stack's full shape.
 """
 
