@@ -41,6 +41,7 @@ logger = logging.getLogger(__name__)
 
 MAX_SPATIAL_WEIGHT = 10.0
 SUGGEST_DOCK_NAME = "Suggest k (elbow and silhouette)"
+SUGGEST_PLOT_MIN_HEIGHT = 280
 
 
 class AnalysisPanel:
@@ -189,7 +190,10 @@ class AnalysisPanel:
             show_warning(message)
         if self.plot is None:
             self.plot = SuggestPlot(self._viewer, on_choose=self.run_with_k)
-            self._viewer.window.add_dock_widget(self.plot, name=SUGGEST_DOCK_NAME, area="right")
+            # Below the canvas the plot gets the full width; the right dock area
+            # is already filled by the tall segmentation widget.
+            self.plot.setMinimumHeight(SUGGEST_PLOT_MIN_HEIGHT)
+            self._viewer.window.add_dock_widget(self.plot, name=SUGGEST_DOCK_NAME, area="bottom")
         self.plot.show_sweep(outcome)
 
     def _on_suggest_finished(self) -> None:
