@@ -42,6 +42,7 @@ from napari_color_kmeans._layers import (
     result_warnings,
     segmented_layer_kwargs,
 )
+from napari_color_kmeans._sweep import iter_segment_colors_many
 from napari_color_kmeans._scope import SCOPES, WHOLE_STACK, Job, iter_job, make_job, place_plane
 
 if TYPE_CHECKING:
@@ -99,6 +100,19 @@ def segment_many(job: Job, k_values: list[int], random_state: int, method: str, 
     napari's error handling with its traceback.
     """
     outcome = RunOutcome()
+    if len(k_values) > 1 and not (job.multiscale or job.per_plane):
+        # One distinct-colour pass serves every k of a comparison.
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", ColorKMeansWarning)
+                steps = iter_segment_colors_many(
+                    job.image, k_values, random_state=random_state, method=method, **options
+                )
+                outcome.results = yield from _relay_steps(steps, "", 1, 1)
+        except ColorKMeansError as error:
+            outcome.error = str(error)
+        return outcome
+
     for position, n_clusters in enumerate(k_values, start=1):
         prefix = f"k={n_clusters} ({position} of {len(k_values)}): " if len(k_values) > 1 else ""
         try:
@@ -167,6 +181,9 @@ class ColorKMeansWidget(Container):
         self._worker: GeneratorWorker | None = None
         self._progress: progress | None = None
         self._last_results: list[SegmentationResult] = []
+        # True once Qt deleted this widget (closing the viewer does), so the
+        # worker's late signals must not touch the deleted buttons and labels.
+        self._closed = False
 
         self.image_layer = ComboBox(
             label="image layer", choices=self._rgb_image_layers, nullable=True,
@@ -219,6 +236,7 @@ class ColorKMeansWidget(Container):
         self.cancel_button.changed.connect(self.cancel)
         self.make_rgb_button.changed.connect(self.make_rgb_layer)
         viewer.layers.selection.events.active.connect(self._follow_active_layer)
+        self.native.destroyed.connect(self._on_closed)
         # Adds colour space, spatial weight, mask layer, "Suggest k", palettes and the cluster table.
         self.analysis = AnalysisPanel(self, viewer)
         self.reset_choices()
@@ -416,7 +434,14 @@ class ColorKMeansWidget(Container):
         bar.n = step.done
         bar.set_description(step.stage)
 
+    def _on_closed(self, _object=None) -> None:
+        self._closed = True
+        if self._worker is not None:
+            self._worker.quit()
+
     def _on_aborted(self) -> None:
+        if self._closed:
+            return
         self.status.value = "cancelled"
         show_info("Segmentation cancelled; no layers were added.")
 
@@ -425,11 +450,15 @@ class ColorKMeansWidget(Container):
             self._progress.close()
         self._progress = None
         self._worker = None
-        self._set_running(False)
+        if not self._closed:
+            self._set_running(False)
 
     def _on_returned(
         self, outcome: RunOutcome, layer: Image, data_at_start, job: Job, compare: bool
     ) -> None:
+        if self._closed:
+            logger.info("discarded the K-means results of '%s': the widget was closed", layer.name)
+            return
         if outcome.error is not None:
             self.status.value = "failed: see the notification"
             show_error(outcome.error)
