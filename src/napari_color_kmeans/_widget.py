@@ -184,6 +184,10 @@ class ColorKMeansWidget(Container):
         # True once Qt deleted this widget (closing the viewer does), so the
         # worker's late signals must not touch the deleted buttons and labels.
         self._closed = False
+        # The worker's "returned" slot. napari keeps every finished worker in
+        # the window's task list, so _on_finished disconnects this slot, which
+        # refers to the source layer and its data, to let them be freed.
+        self._deliver = None
 
         self.image_layer = ComboBox(
             label="image layer", choices=self._rgb_image_layers, nullable=True,
@@ -405,10 +409,12 @@ class ColorKMeansWidget(Container):
             segment_many, job, k_values, self.random_state.value, self.method.value,
             **options, _start_thread=False,
         )
+        def deliver(outcome: RunOutcome) -> None:
+            self._on_returned(outcome, layer, data_at_start, job, compare)
+
         worker.yielded.connect(self._on_progress)
-        worker.returned.connect(
-            lambda outcome: self._on_returned(outcome, layer, data_at_start, job, compare)
-        )
+        worker.returned.connect(deliver)
+        self._deliver = deliver
         worker.aborted.connect(self._on_aborted)
         worker.finished.connect(self._on_finished)
         self._worker = worker
@@ -449,6 +455,9 @@ class ColorKMeansWidget(Container):
         if self._progress is not None:
             self._progress.close()
         self._progress = None
+        if self._worker is not None and self._deliver is not None:
+            self._worker.returned.disconnect(self._deliver)
+        self._deliver = None
         self._worker = None
         if not self._closed:
             self._set_running(False)
