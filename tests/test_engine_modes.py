@@ -261,6 +261,7 @@ def test_many_matches_single_runs(ladybug_crop):
         single = segment_colors(ladybug_crop, n_clusters, random_state=5)
         np.testing.assert_array_equal(result.labels, single.labels)
         np.testing.assert_array_equal(result.cluster_centers, single.cluster_centers)
+        np.testing.assert_array_equal(result.feature_centers, single.feature_centers)
         assert result.method == single.method
 
 

@@ -76,8 +76,13 @@ def estimate_steps(request: Request) -> int:
     """Return the expected number of stages, for the progress total."""
     n_pixels = request.image.size // request.image.shape[-1]
     n_chunks = -(-n_pixels // _colors.CHUNK_PIXELS)
-    n_init = request.n_init or N_INIT_HISTOGRAM
-    return 3 * n_chunks + n_init + 3
+    if request.method == "exact":
+        n_fits = request.n_init or N_INIT_EXACT
+    else:
+        n_fits = (request.n_init or N_INIT_HISTOGRAM) + _search.N_CANDIDATES
+    if request.method == "auto":
+        n_fits += N_POLISHED
+    return 3 * n_chunks + n_fits + 3
 
 
 def run(request: Request) -> Generator[str, None, Outcome]:

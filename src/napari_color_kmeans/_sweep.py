@@ -126,4 +126,5 @@ def _to_result(outcome: _plan.Outcome, random_state: int) -> SegmentationResult:
         method=outcome.method,
         random_state=random_state,
         warnings=tuple(outcome.warnings),
+        feature_centers=outcome.cluster_centers,
     )
