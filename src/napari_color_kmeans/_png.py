@@ -130,7 +130,10 @@ def max_pixels_from_environment() -> int:
             f"such as {DEFAULT_MAX_PIXELS} or unset it to use the default."
         ) from None
     if value < 1:
-        raise ValueError(f"{MAX_PIXELS_ENV}={text!r} must be a positive pixel count.")
+        raise ValueError(
+            f"{MAX_PIXELS_ENV}={text!r} must be a positive pixel count; set it to a count "
+            f"such as {DEFAULT_MAX_PIXELS} or unset it to use the default."
+        )
     return value
 
 
