@@ -160,3 +160,15 @@ def test_channel_first_layer_offer(viewer, widget, qtbot):
     np.testing.assert_array_equal(converted.data, photo)
     assert source.data.shape == (3, 300, 451)
     assert widget.image_layer.value is converted
+
+
+def test_suggest_k_on_multiscale_layer(viewer, widget, qtbot):
+    photo = skimage_data.coffee()
+    viewer.add_image([photo, photo[::2, ::2]], name="pyramid", rgb=True, multiscale=True)
+    widget.suggest_k_max.value = 4
+
+    assert widget.analysis.suggest() is not None
+    qtbot.waitUntil(lambda: not widget.analysis.is_suggesting, timeout=WAIT_MS)
+
+    plot = widget.analysis.plot
+    assert plot is not None

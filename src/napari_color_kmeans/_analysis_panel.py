@@ -22,6 +22,7 @@ from qtpy.QtWidgets import QFileDialog
 from napari_color_kmeans._cluster_table import ClusterTable
 from napari_color_kmeans._errors import ColorKMeansError
 from napari_color_kmeans._features import COLOR_SPACES, check_mask
+from napari_color_kmeans._multiscale import DEFAULT_MEMORY_BUDGET, choose_fit_level
 from napari_color_kmeans._layers import (
     add_or_update_layer,
     labels_layer_kwargs,
@@ -162,8 +163,11 @@ class AnalysisPanel:
         if options is None:
             return None
 
+        image = in_memory_image(layer)
+        if image is None:
+            return None
         worker = create_worker(
-            _sweep_or_error, np.asarray(layer.data), self._widget.suggest_k_max.value,
+            _sweep_or_error, image, self._widget.suggest_k_max.value,
             self._widget.random_state.value, options, _start_thread=False,
         )
         self._suggest_progress = progress(total=0, desc=f"Suggest k on '{layer.name}'")
@@ -243,8 +247,11 @@ class AnalysisPanel:
             return None
         # NOTE: this runs on the main thread, because it only assigns pixels in
         # chunks without a fit, but it still blocks the viewer on very large images.
+        image = in_memory_image(layer)
+        if image is None:
+            return None
         try:
-            result = apply_palette(np.asarray(layer.data), self.palette, mask=options["mask"])
+            result = apply_palette(image, self.palette, mask=options["mask"])
         except ColorKMeansError as error:
             show_error(str(error))
             return None
@@ -271,6 +278,28 @@ class AnalysisPanel:
         path, _ = QFileDialog.getOpenFileName(None, "Load palette", "", "JSON (*.json)")
         if path:
             self.load_palette_file(path)
+
+
+def in_memory_image(layer: Image) -> np.ndarray | None:
+    """Return the layer's pixels as one numpy array for the in-memory tools, or None.
+
+    A multiscale layer gives its finest level within the fit's memory
+    budget; a dask layer is loaded only when it fits that budget. Otherwise
+    an error notification says what to do, and None is returned.
+    """
+    data = layer.data
+    if layer.multiscale:
+        levels = list(data)
+        data = levels[choose_fit_level(levels, DEFAULT_MEMORY_BUDGET)]
+    size = int(np.prod(data.shape)) * np.dtype(data.dtype).itemsize
+    if size > DEFAULT_MEMORY_BUDGET:
+        show_error(
+            f"Layer '{layer.name}' holds {size / 2**30:.1f} GiB, more than the "
+            f"{DEFAULT_MEMORY_BUDGET / 2**30:.0f} GiB that 'Suggest k' and 'Apply palette' load "
+            "into memory. Run them on a smaller crop or a coarser level of the image."
+        )
+        return None
+    return np.asarray(data)
 
 
 def mask_from_layer(mask_layer: Labels | Shapes, spatial_shape: tuple[int, ...]) -> np.ndarray:
