@@ -203,8 +203,9 @@ class ColorKMeansWidget(Container):
         )
         self.method = ComboBox(
             label="method", choices=METHODS, value="auto",
-            tooltip="auto: fast histogram start refined to the exact result (default). "
-            "exact: K-means on every distinct colour. fast: 6-bit colour histogram only.",
+            tooltip="auto (default): a colour-histogram search refined by exact K-means "
+            "iterations. exact: K-means on every distinct colour, weighted by pixel count. "
+            "fast: the histogram search only.",
         )
         self.scope = ComboBox(
             label="stack scope", choices=SCOPES, value=WHOLE_STACK,
