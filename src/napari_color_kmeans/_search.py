@@ -14,10 +14,14 @@ from collections.abc import Generator
 
 import numpy as np
 
-from napari_color_kmeans import _colors, _fit
+from napari_color_kmeans import _batched, _colors, _fit
 
 COARSE_BITS = 4
 FINE_BITS = 6
+
+# Largest (starts x clusters x bins) distance array of one batch of
+# coarse starts; 2**20 float64 entries take 8 MiB.
+BATCH_MAX_DISTANCES = 2**20
 
 # Distinct coarse optima refitted on the fine histogram.
 N_CANDIDATES = 6
@@ -67,13 +71,35 @@ def search_histograms(
 def _fit_coarse(
     means: np.ndarray, weights: np.ndarray, n_clusters: int, seeds: list[int]
 ) -> Generator[str, None, list[_fit.Fit]]:
-    """Fit once per seed and return the best ``N_CANDIDATES`` distinct optima."""
+    """Fit once per seed and return the best ``N_CANDIDATES`` distinct optima.
+
+    Starts run in batches whose distance arrays hold at most
+    ``BATCH_MAX_DISTANCES`` entries; each batch draws its K-means++ centres
+    from a generator seeded with that batch's seeds. When even one start
+    would exceed that size, each start is a scikit-learn fit.
+    """
     tol = _fit.weighted_tol(means, weights)
+    batch_size = BATCH_MAX_DISTANCES // (len(means) * n_clusters)
+    if batch_size == 0:
+        fits = yield from _fit_each(means, weights, n_clusters, seeds, tol)
+        return distinct_optima(fits)[:N_CANDIDATES]
+
+    fits = []
+    for start in range(0, len(seeds), batch_size):
+        batch = seeds[start : start + batch_size]
+        yield f"initialisation {start + len(batch)} of {len(seeds)}"
+        fits += _batched.fit_batch(means, weights, n_clusters, len(batch), batch, tol=tol)
+    return distinct_optima(fits)[:N_CANDIDATES]
+
+
+def _fit_each(
+    means: np.ndarray, weights: np.ndarray, n_clusters: int, seeds: list[int], tol: float
+) -> Generator[str, None, list[_fit.Fit]]:
     fits = []
     for index, seed in enumerate(seeds):
         yield f"initialisation {index + 1} of {len(seeds)}"
         fits.append(_fit.fit_kmeans(means, weights, n_clusters, seed=seed, tol=tol))
-    return distinct_optima(fits)[:N_CANDIDATES]
+    return fits
 
 
 def distinct_optima(fits: list[_fit.Fit]) -> list[_fit.Fit]:
