@@ -6,6 +6,7 @@ import pytest
 from napari.layers import Image, Labels
 from napari.utils.colormaps import DirectLabelColormap
 
+from napari_color_kmeans._png_encode import PngWriteError
 from napari_color_kmeans import segment_colors
 from napari_color_kmeans._png import read_png
 from napari_color_kmeans._reader import napari_get_reader
@@ -106,7 +107,7 @@ def test_write_labels_over_256_is_16bit_grey(tmp_path):
 def test_write_labels_rejects_3d(tmp_path):
     layer = Labels(np.zeros((2, 4, 4), dtype=np.uint8))
 
-    with pytest.raises(ValueError, match=r"shape \(2, 4, 4\)"):
+    with pytest.raises(PngWriteError, match=r"shape \(2, 4, 4\)"):
         write_labels(str(tmp_path / "stack.png"), layer.data, layer._get_state())
 
 
@@ -128,14 +129,14 @@ def test_write_image_keeps_dtype(tmp_path, dtype, channels):
 def test_write_image_rejects_float(tmp_path):
     layer = Image(np.zeros((4, 4, 3), dtype=np.float32), rgb=True)
 
-    with pytest.raises(ValueError, match="dtype float32"):
+    with pytest.raises(PngWriteError, match="dtype float32"):
         write_image(str(tmp_path / "float.png"), layer.data, layer._get_state())
 
 
 def test_write_image_rejects_stack(tmp_path):
     layer = Image(np.zeros((3, 4, 4), dtype=np.uint8), rgb=False)
 
-    with pytest.raises(ValueError, match="stack of 3 planes"):
+    with pytest.raises(PngWriteError, match="stack of 3 planes"):
         write_image(str(tmp_path / "stack.png"), layer.data, layer._get_state())
 
 
@@ -156,3 +157,11 @@ def test_round_trip_segment_save_read(tmp_path, ladybug_path, ladybug_result):
     np.testing.assert_array_equal(
         labels_kwargs["metadata"]["cluster_centers"], ladybug_result.cluster_centers
     )
+
+
+def test_layer_save_shows_writer_error(make_napari_viewer, tmp_path):
+    viewer = make_napari_viewer()
+    layer = viewer.add_image(np.zeros((4, 4, 3), dtype=np.float32), rgb=True)
+
+    with pytest.raises(PngWriteError, match="dtype float32"):
+        layer.save(str(tmp_path / "float.png"), plugin="napari-color-kmeans")

@@ -31,6 +31,16 @@ MAX_LABEL = 65535
 ZLIB_LEVEL = 6
 
 
+
+class PngWriteError(TypeError):
+    """Data that a PNG file cannot hold, such as float pixels or a 3-D labels layer.
+
+    Not a ValueError on purpose: napari 0.9.2's ``write_layers`` treats a
+    ValueError from a writer as "this writer does not apply" and drops its
+    message, so the user would never see what to change.
+    """
+
+
 def write_png(
     path: str | os.PathLike, data: np.ndarray, metadata: dict[str, Any] | None = None
 ) -> Path:
@@ -46,22 +56,22 @@ def write_png(
 
 
 def check_image_array(data: np.ndarray, path: Path) -> None:
-    """Raise ValueError unless ``data`` is a 2-D grey, RGB or RGBA image of uint8 or uint16."""
+    """Raise PngWriteError unless ``data`` is a 2-D grey, RGB or RGBA image of uint8 or uint16."""
     is_grey = data.ndim == 2
     is_color = data.ndim == 3 and data.shape[2] in (3, 4)
     if not (is_grey or is_color):
-        raise ValueError(
+        raise PngWriteError(
             f"Cannot write {str(path)!r}: PNG stores one 2-D grey, RGB or RGBA image, but the "
             f"data has shape {data.shape}. Save a single plane, or one file per plane."
         )
     if data.dtype not in (np.uint8, np.uint16):
-        raise ValueError(
+        raise PngWriteError(
             f"Cannot write {str(path)!r}: PNG stores 8- or 16-bit unsigned integers, but the "
             f"data has dtype {data.dtype}. Convert it first, for example with "
             "skimage.util.img_as_ubyte or img_as_uint."
         )
     if min(data.shape[:2]) == 0:
-        raise ValueError(
+        raise PngWriteError(
             f"Cannot write {str(path)!r}: the image has shape {data.shape} with no pixels."
         )
 
@@ -100,20 +110,20 @@ def write_label_png(
 
 
 def check_label_array(labels: np.ndarray, path: Path) -> int:
-    """Raise ValueError unless ``labels`` is 2-D with integers in 0..65535; return the max."""
+    """Raise PngWriteError unless ``labels`` is 2-D with integers in 0..65535; return the max."""
     if labels.ndim != 2 or min(labels.shape) == 0:
-        raise ValueError(
+        raise PngWriteError(
             f"Cannot write {str(path)!r}: PNG stores one 2-D labels image, but the labels "
             f"have shape {labels.shape}. Save a single 2-D plane."
         )
     if labels.dtype.kind not in "biu":
-        raise ValueError(
+        raise PngWriteError(
             f"Cannot write {str(path)!r}: labels must be integers, but they have dtype "
             f"{labels.dtype}."
         )
     low, high = int(labels.min()), int(labels.max())
     if low < 0 or high > MAX_LABEL:
-        raise ValueError(
+        raise PngWriteError(
             f"Cannot write {str(path)!r}: label values range from {low} to {high}, and a PNG "
             f"stores labels from 0 to {MAX_LABEL}. Relabel them first, for example with "
             "skimage.segmentation.relabel_sequential."

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from napari_color_kmeans._png_encode import MAX_PALETTE_LABEL, write_label_png, write_png
+from napari_color_kmeans._png_encode import MAX_PALETTE_LABEL, PngWriteError, write_label_png, write_png
 
 logger = logging.getLogger(__name__)
 
@@ -44,7 +44,7 @@ def write_image(path: str, data: Any, meta: dict[str, Any]) -> list[str]:
     target = png_path(path)
     image = _single_scale(data, meta, target)
     if image.ndim == 3 and not meta.get("rgb", True):
-        raise ValueError(
+        raise PngWriteError(
             f"Cannot write {str(target)!r}: the layer is a stack of {image.shape[0]} planes, "
             "not an RGB image, and a PNG stores a single plane. Save one plane at a time."
         )

@@ -40,7 +40,7 @@ from napari_color_kmeans._png import (
     max_pixels_from_environment,
     read_png,
 )
-from napari_color_kmeans._png_encode import write_label_png, write_png
+from napari_color_kmeans._png_encode import PngWriteError, write_label_png, write_png
 from napari_color_kmeans._reader import is_png_name, list_png_files
 
 logger = logging.getLogger(__name__)
@@ -225,7 +225,7 @@ def run_batch(sources: list[Path], args: argparse.Namespace, max_pixels: int) ->
         outcome = InputOutcome(source)
         try:
             outcome.written = segment_file(source, args, max_pixels, claimed)
-        except (OSError, PngError, ColorKMeansError, ValueError) as error:
+        except (OSError, PngError, PngWriteError, ColorKMeansError, ValueError) as error:
             outcome.error = str(error)
         outcomes.append(outcome)
     return outcomes
