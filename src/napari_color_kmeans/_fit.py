@@ -47,8 +47,16 @@ def single_thread():
 
 @dataclass(frozen=True)
 class Fit:
+    """Fitted centres and their weighted inertia.
+
+    ``labels`` and ``distances`` (nearest centre and squared distance per
+    sample) are set when the fit computed them anyway, else None.
+    """
+
     cluster_centers: np.ndarray
     inertia: float
+    labels: np.ndarray | None = None
+    distances: np.ndarray | None = None
 
 
 def derive_seeds(random_state: int, n_seeds: int) -> list[int]:

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from napari_color_kmeans import _colors, _fit, _kernels, _search
+from napari_color_kmeans import _colors, _fit, _kernels, _lloyd, _search
 from napari_color_kmeans._errors import ColorKMeansError
 
 logger = logging.getLogger(__name__)
@@ -70,6 +70,10 @@ class _Palette:
 
     cluster_centers: np.ndarray
     method: str
+    # Nearest centre and squared distance of every sample, when the fit
+    # computed them for these centres.
+    labels: np.ndarray | None = None
+    distances: np.ndarray | None = None
 
 
 def estimate_steps(request: Request) -> int:
@@ -213,12 +217,14 @@ def run_8bit(
         value_range=(np.zeros(3), np.full(3, 256.0)),
     )
 
-    nearest, distances = _fit.nearest_centers(samples, palette.cluster_centers)
+    nearest, distances = palette.labels, palette.distances
+    if nearest is None:
+        nearest, distances = _lloyd.nearest(samples, palette.cluster_centers)
     cluster_counts = np.bincount(nearest, weights=color_counts, minlength=len(palette.cluster_centers))
     order, centers, counts = _order_clusters(palette.cluster_centers, cluster_counts, request, messages)
 
     scale = _scale_to_units(pixels.dtype)
-    inertia = float(np.dot(color_counts, distances)) * scale**2
+    inertia = float(np.einsum("i,i->", color_counts.astype(np.float64), distances)) * scale**2
     label_dtype = _label_dtype(len(counts))
     table = _colors.lookup_table(colors, order[nearest], label_dtype)
 
@@ -384,7 +390,7 @@ def _fit_palette(
     name = "histogram + exact polish"
     if exact_name.startswith("subsample"):
         name = f"histogram + exact polish on {exact_name}"
-    return _Palette(polished.cluster_centers, name)
+    return _Palette(polished.cluster_centers, name, polished.labels, polished.distances)
 
 
 def exact_n_init(n_samples: int) -> int:
@@ -396,17 +402,12 @@ def _polish(
     samples: np.ndarray, sample_weight: np.ndarray, n_clusters: int, starts: list[_fit.Fit]
 ) -> Generator[str, None, _fit.Fit]:
     """Run exact Lloyd iterations from each start and return the lowest-inertia fit."""
-    tol = _fit.weighted_tol(samples, sample_weight)
+    tol = _lloyd.absolute_tol(samples, sample_weight)
     best = None
     for index, start in enumerate(starts):
         yield f"polishing centres {index + 1} of {len(starts)}"
-        fit = _fit.fit_kmeans(
-            samples,
-            sample_weight,
-            n_clusters,
-            init=start.cluster_centers,
-            max_iter=POLISH_MAX_ITER,
-            tol=tol,
+        (fit,) = _lloyd.fit_from(
+            samples, sample_weight, start.cluster_centers[None], max_iter=POLISH_MAX_ITER, tol=tol
         )
         if best is None or fit.inertia < best.inertia:
             best = fit

@@ -14,7 +14,7 @@ from collections.abc import Generator
 
 import numpy as np
 
-from napari_color_kmeans import _batched, _colors, _fit
+from napari_color_kmeans import _batched, _colors, _fit, _lloyd
 
 COARSE_BITS = 4
 FINE_BITS = 6
@@ -57,14 +57,11 @@ def search_histograms(
     else:
         starts = yield from _fit_coarse(fine_means, fine_weights, n_clusters, seeds)
 
-    fine_tol = _fit.weighted_tol(fine_means, fine_weights)
+    fine_tol = _lloyd.absolute_tol(fine_means, fine_weights)
     fits = []
     for index, start in enumerate(starts):
         yield f"refining candidate {index + 1} of {len(starts)}"
-        fit = _fit.fit_kmeans(
-            fine_means, fine_weights, n_clusters, init=start.cluster_centers, tol=fine_tol
-        )
-        fits.append(fit)
+        fits += _lloyd.fit_from(fine_means, fine_weights, start.cluster_centers[None], tol=fine_tol)
     return sorted(fits, key=lambda fit: fit.inertia)
 
 
@@ -78,11 +75,12 @@ def _fit_coarse(
     from a generator seeded with that batch's seeds. When even one start
     would exceed that size, each start is a scikit-learn fit.
     """
-    tol = _fit.weighted_tol(means, weights)
     batch_size = BATCH_MAX_DISTANCES // (len(means) * n_clusters)
     if batch_size == 0:
-        fits = yield from _fit_each(means, weights, n_clusters, seeds, tol)
+        fits = yield from _fit_each(means, weights, n_clusters, seeds)
         return distinct_optima(fits)[:N_CANDIDATES]
+
+    tol = _lloyd.absolute_tol(means, weights)
 
     fits = []
     for start in range(0, len(seeds), batch_size):
@@ -93,8 +91,9 @@ def _fit_coarse(
 
 
 def _fit_each(
-    means: np.ndarray, weights: np.ndarray, n_clusters: int, seeds: list[int], tol: float
+    means: np.ndarray, weights: np.ndarray, n_clusters: int, seeds: list[int]
 ) -> Generator[str, None, list[_fit.Fit]]:
+    tol = _fit.weighted_tol(means, weights)
     fits = []
     for index, seed in enumerate(seeds):
         yield f"initialisation {index + 1} of {len(seeds)}"
