@@ -364,3 +364,75 @@ def test_short_soak_keeps_counts(viewer, widget, ladybug, qtbot, escaped):
     problems = soak.growth_problems(baseline, final, rss_tolerance=float("inf"))
     assert problems == []
     assert_clean(escaped, start)
+
+
+def test_close_viewer_mid_suggest(make_napari_viewer, ladybug_path, qtbot, escaped):
+    viewer = make_napari_viewer()
+    viewer.open(ladybug_path, plugin=PLUGIN)
+    _, widget = viewer.window.add_plugin_dock_widget(PLUGIN, WIDGET)
+    start = len(notification_manager.records)
+    worker = widget.analysis.suggest()
+    assert worker is not None
+
+    viewer.close()
+    wait_for_worker(qtbot, worker)
+
+    assert_clean(escaped, start)
+
+
+def test_cancel_stops_suggest(viewer, widget, ladybug, qtbot, escaped):
+    start = len(notification_manager.records)
+    worker = widget.analysis.suggest()
+    assert widget.cancel_button.enabled
+
+    widget.cancel()
+    wait_for_worker(qtbot, worker)
+
+    assert not widget.analysis.is_suggesting
+    assert widget.analysis.plot is None
+    assert not widget.cancel_button.enabled
+    assert widget.suggest_button.enabled
+    assert_clean(escaped, start)
+
+
+def test_table_cleared_after_per_plane_run(viewer, widget, ladybug_path, qtbot, escaped):
+    from napari_color_kmeans import read_png
+    from napari_color_kmeans._scope import EACH_PLANE, WHOLE_STACK
+
+    photo = read_png(ladybug_path)
+    stack = np.stack([photo[:200, :300], photo[200:400, :300], photo[:200, 300:600]])
+    viewer.add_image(stack, name="stack", rgb=True)
+    widget.n_clusters.value = 5
+    widget.scope.value = WHOLE_STACK
+    widget()
+    wait_until_idle(qtbot, widget)
+    assert widget.cluster_table.table.rowCount() == 5
+    start = len(notification_manager.records)
+
+    widget.scope.value = EACH_PLANE
+    widget()
+    wait_until_idle(qtbot, widget)
+
+    assert widget.cluster_table.table.rowCount() == 0
+    assert widget.cluster_table.result is None
+    assert not widget.cluster_table.merge_button.isEnabled()
+    assert not widget.cluster_table.mask_button.isEnabled()
+    assert_clean(escaped, start)
+
+
+def test_apply_palette_keeps_source_chosen(viewer, widget, ladybug, qtbot, tmp_path, escaped):
+    widget.n_clusters.value = 4
+    widget()
+    wait_until_idle(qtbot, widget)
+    palette_path = tmp_path / "palette.json"
+    widget.analysis.save_current_palette(palette_path)
+    widget.analysis.load_palette_file(palette_path)
+
+    first = widget.analysis.apply_loaded_palette()
+    second = widget.analysis.apply_loaded_palette()
+
+    assert first is not None
+    assert second is not None
+    assert widget.image_layer.value is ladybug
+    assert "ladybug palette k=4 palette k=4" not in layer_names(viewer)
+    np.testing.assert_array_equal(first.labels, second.labels)

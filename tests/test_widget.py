@@ -325,3 +325,16 @@ def test_wait_after_cancel_is_empty(viewer, widget, ladybug_path):
     widget.cancel()
 
     assert widget.wait(timeout=120) == []
+
+
+@pytest.mark.parametrize("text", ["8,,2", "8, ,2", ",8", "8,"])
+def test_compare_rejects_empty_entry(viewer, widget, text):
+    viewer.open_sample(PLUGIN, "chelsea")
+    start = len(notification_manager.records)
+    widget.compare_k.value = text
+
+    assert widget.compare() is None
+
+    (message,) = messages_since(start, "error")
+    assert "empty entry" in message
+    assert repr(text) in message

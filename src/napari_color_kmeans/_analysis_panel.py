@@ -58,6 +58,7 @@ class AnalysisPanel:
         self._add_feature_fields()
         self._add_action_fields()
 
+        widget.native.destroyed.connect(self._on_widget_closed)
         self.cluster_table = ClusterTable(viewer, on_merged=self._on_merged)
         widget.cluster_table = self.cluster_table
         widget.native.layout().addWidget(self.cluster_table)
@@ -176,6 +177,7 @@ class AnalysisPanel:
         worker.finished.connect(self._on_suggest_finished)
         self._suggest_worker = worker
         self._widget.suggest_button.enabled = False
+        self._widget.cancel_button.enabled = True
         worker.start()
         return worker
 
@@ -187,6 +189,9 @@ class AnalysisPanel:
             bar.set_description(f"Suggest k: {step.stage}")
 
     def _on_suggest_returned(self, outcome) -> None:
+        if self._widget._closed:
+            logger.info("discarded a 'Suggest k' result: the widget was closed")
+            return
         if isinstance(outcome, str):
             show_error(outcome)
             return
@@ -205,7 +210,26 @@ class AnalysisPanel:
             self._suggest_progress.close()
         self._suggest_progress = None
         self._suggest_worker = None
-        self._widget.suggest_button.enabled = True
+        if not self._widget._closed:
+            self._widget.suggest_button.enabled = True
+            self._widget.cancel_button.enabled = self._widget.is_running
+
+    def cancel_suggest(self) -> None:
+        """Ask a running 'Suggest k' to stop at its next k."""
+        if self._suggest_worker is not None:
+            self._suggest_worker.quit()
+
+    def _on_widget_closed(self, _object=None) -> None:
+        """Stop 'Suggest k' and remove its plot when the dock widget is deleted."""
+        self.cancel_suggest()
+        if self.plot is None:
+            return
+        try:
+            self._viewer.window.remove_dock_widget(self.plot)
+        except (RuntimeError, LookupError, AttributeError) as error:
+            # The viewer window may already be closing and its docks deleted.
+            logger.info("could not remove the 'Suggest k' plot dock: %s", error)
+        self.plot = None
 
     def run_with_k(self, n_clusters: int):
         """Set 'clusters (k)' to ``n_clusters`` and run the segmentation."""

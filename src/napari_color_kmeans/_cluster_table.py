@@ -102,6 +102,19 @@ class ClusterTable(QWidget):
         self.show_only_selected.setChecked(False)
         self._refresh()
 
+    def clear(self) -> None:
+        """Unbind the table from any result, empty it and disable its actions.
+
+        Called when a run's result cannot be shown here (per-plane, dask or
+        comparison runs), so no action can touch layers of an older result.
+        """
+        self.result = None
+        self.labels_layer = None
+        self.segmented_layer = None
+        self.show_only_selected.setChecked(False)
+        self.table.setRowCount(0)
+        self._set_enabled(False)
+
     def _refresh(self) -> None:
         """Refill the rows and the labels layer's colormap and features from ``self.result``."""
         self._fill_rows()

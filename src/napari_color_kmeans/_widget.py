@@ -66,19 +66,20 @@ class RunOutcome:
 
 def parse_k_list(text: str) -> list[int]:
     """Parse a comma- or space-separated list of cluster counts such as "10, 8, 6"."""
-    parts = [part for part in text.replace(",", " ").split() if part]
+    example = "Enter whole numbers such as '10, 8, 6, 4, 2'."
+    entries = text.split(",")
+    if len(entries) > 1 and any(not entry.strip() for entry in entries):
+        raise ColorKMeansError(f"The list of k values {text!r} has an empty entry. {example}")
+    parts = [part for entry in entries for part in entry.split()]
     if not parts:
-        raise ColorKMeansError(
-            f"The list of k values {text!r} is empty. Enter whole numbers such as '10, 8, 6, 4, 2'."
-        )
+        raise ColorKMeansError(f"The list of k values {text!r} is empty. {example}")
     values = []
     for part in parts:
         try:
             value = int(part)
         except ValueError:
             raise ColorKMeansError(
-                f"{part!r} in the list of k values is not a whole number. "
-                "Enter whole numbers such as '10, 8, 6, 4, 2'."
+                f"{part!r} in the list of k values is not a whole number. {example}"
             ) from None
         if not 1 <= value <= MAX_CLUSTERS:
             raise ColorKMeansError(
@@ -304,6 +305,7 @@ class ColorKMeansWidget(Container):
         if self._worker is not None:
             self._worker.quit()
             self.status.value = "cancelling..."
+        self.analysis.cancel_suggest()
 
     # -- layer choice ------------------------------------------------------
 
@@ -317,6 +319,9 @@ class ColorKMeansWidget(Container):
     def _follow_active_layer(self, _event=None) -> None:
         active = self._viewer.layers.selection.active
         if self.is_running or not (isinstance(active, Image) and active.rgb):
+            return
+        if "source_layer" in active.metadata:
+            # Our own outputs become active when they are added; keep the source chosen.
             return
         if active in [layer for _, layer in self._rgb_image_layers()]:
             self.image_layer.value = active
@@ -490,6 +495,9 @@ class ColorKMeansWidget(Container):
         self._add_results(results, layer, compare)
 
     def _add_results(self, results: list[SegmentationResult], layer: Image, compare: bool) -> None:
+        if compare or not all(_is_in_memory(result) for result in results):
+            # The table shows one in-memory result; keep it from acting on older layers.
+            self.analysis.cluster_table.clear()
         for result in results:
             for message in result_warnings(result):
                 show_warning(message)
