@@ -154,9 +154,14 @@ def histogram_bins(
     """
     n_bins = 2**bits
     width = np.where(high > low, high - low, 1.0)
-    codes = np.floor((samples - low) / width * n_bins).astype(np.int64)
-    np.clip(codes, 0, n_bins - 1, out=codes)
-    bin_index = (codes[:, 0] * n_bins + codes[:, 1]) * n_bins + codes[:, 2]
+    scale = n_bins / width
+    bin_index = np.zeros(len(samples), dtype=np.int64)
+    for channel in range(3):
+        # Samples are at least ``low``, so truncation towards zero is the floor.
+        codes = ((samples[:, channel] - low[channel]) * scale[channel]).astype(np.int64)
+        np.clip(codes, 0, n_bins - 1, out=codes)
+        bin_index *= n_bins
+        bin_index += codes
 
     # np.bincount over all n_bins**3 bins (at most 2**24 for 8 bits) is
     # faster than sorting the bin indices with np.unique.

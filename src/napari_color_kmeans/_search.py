@@ -49,8 +49,10 @@ def search_histograms(
     if len(fine_means) <= n_clusters:
         return None
 
+    # Every coarse bin is a union of whole fine bins, and a fine bin's mean
+    # lies inside it, so binning the fine means gives the coarse histogram.
     coarse_means, coarse_weights = _colors.histogram_bins(
-        samples, sample_weight, COARSE_BITS, *value_range
+        fine_means, fine_weights, COARSE_BITS, *value_range
     )
     if len(coarse_means) > n_clusters:
         starts = yield from _fit_coarse(coarse_means, coarse_weights, n_clusters, seeds)
