@@ -12,22 +12,10 @@ from skimage.color import hsv2rgb
 from napari_color_kmeans._engine import ColorKMeansError, segment_colors
 from napari_color_kmeans._features import make_feature_space
 from napari_color_kmeans._fit import nearest_centers
-from napari_color_kmeans._widget import ColorKMeansWidget
 
 PLUGIN = "napari-color-kmeans"
 WIDGET = "K-means Color Segmentation"
 WAIT_MS = 120_000
-
-
-@pytest.fixture
-def viewer(make_napari_viewer):
-    return make_napari_viewer()
-
-
-@pytest.fixture
-def widget(viewer) -> ColorKMeansWidget:
-    _, plugin_widget = viewer.window.add_plugin_dock_widget(PLUGIN, WIDGET)
-    return plugin_widget
 
 
 @pytest.fixture(scope="module")

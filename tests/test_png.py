@@ -3,7 +3,6 @@
 import shutil
 import struct
 import zlib
-from pathlib import Path
 
 import numpy as np
 import png as pypng

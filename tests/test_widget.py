@@ -31,17 +31,6 @@ TUTORIAL_CENTERS = np.array([
 TUTORIAL_INERTIA = 3809.87
 
 
-@pytest.fixture
-def viewer(make_napari_viewer):
-    return make_napari_viewer()
-
-
-@pytest.fixture
-def widget(viewer) -> ColorKMeansWidget:
-    _, plugin_widget = viewer.window.add_plugin_dock_widget(PLUGIN, WIDGET)
-    return plugin_widget
-
-
 def wait_until_idle(qtbot, widget: ColorKMeansWidget) -> None:
     qtbot.waitUntil(lambda: not widget.is_running, timeout=WAIT_MS)
 

@@ -18,17 +18,6 @@ WIDGET = "K-means Color Segmentation"
 WAIT_MS = 180_000
 
 
-@pytest.fixture
-def viewer(make_napari_viewer):
-    return make_napari_viewer()
-
-
-@pytest.fixture
-def widget(viewer) -> ColorKMeansWidget:
-    _, plugin_widget = viewer.window.add_plugin_dock_widget(PLUGIN, WIDGET)
-    return plugin_widget
-
-
 @pytest.fixture(scope="module")
 def stack() -> np.ndarray:
     """Three different 120 x 160 photo crops as a (3, 120, 160, 3) time-lapse."""

@@ -30,7 +30,6 @@ from napari_color_kmeans._engine import (
     ColorKMeansWarning,
     ProgressStep,
     SegmentationResult,
-    iter_segment_colors,
 )
 from napari_color_kmeans._axes import channel_first_message, find_channel_first_axis, move_color_axis_last
 from napari_color_kmeans._layers import (
