@@ -1,4 +1,4 @@
-"""Tests of the engine's own weighted Lloyd loop and batched K-means++ seeding."""
+"""Tests of the engine's compiled passes: the weighted Lloyd loop, batched seeding, colour counts."""
 
 import numpy as np
 import pytest
@@ -98,3 +98,32 @@ def test_absolute_tol_matches_weighted_variance():
 
     expected = _fit.SKLEARN_TOL * np.var(pixels, axis=0).mean()
     assert _lloyd.absolute_tol(colors, counts) == pytest.approx(expected, rel=1e-9)
+
+
+@pytest.mark.skipif(_kernels.numba is None, reason="numba is not installed")
+@pytest.mark.parametrize("dtype", [np.uint32, np.int64])
+def test_nonzero_colors_matches_flatnonzero(dtype):
+    rng = np.random.default_rng(8)
+    counts = np.zeros(2**24 + 1, dtype=dtype)
+    counts[rng.integers(0, 2**24, size=5000)] = 3
+    counts[[0, 1, 2**24 - 1, 2**24]] = 1
+
+    found = _kernels.nonzero_colors(counts)
+
+    np.testing.assert_array_equal(found, np.flatnonzero(counts[: 2**24]))
+
+
+@pytest.mark.skipif(_kernels.numba is None, reason="numba is not installed")
+def test_count_threads_agree(monkeypatch):
+    rng = np.random.default_rng(9)
+    pixels = rng.integers(0, 256, size=(20000, 4), dtype=np.uint8)
+    pixels[::7, 3] = 0
+
+    counts = {}
+    for n_threads in (1, 2):
+        monkeypatch.setattr(_kernels, "MAX_THREADS", n_threads)
+        counts[n_threads] = _kernels.new_counts(len(pixels))
+        _kernels.count_uint8(pixels, counts[n_threads])
+
+    np.testing.assert_array_equal(counts[1], counts[2])
+    assert counts[2][2**24] == np.count_nonzero(pixels[:, 3] == 0)

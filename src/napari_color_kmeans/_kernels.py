@@ -10,6 +10,8 @@ need no packed copy of the image (4 bytes per pixel) and no int64 counts.
 from __future__ import annotations
 
 import logging
+import os
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
@@ -29,7 +31,12 @@ USE_NUMBA = numba is not None
 # loops once per process (about 1 s).
 NUMBA_MIN_PIXELS = 2**20
 
+# Each pass splits its work over at most this many threads (the kernels
+# release the GIL); OMP_NUM_THREADS lowers it, as for scikit-learn's loops.
+MAX_THREADS = 2
+
 _compiled = {}
+_pool = None
 
 
 def available_for(pixels: np.ndarray) -> bool:
@@ -43,12 +50,54 @@ def new_counts(n_pixels: int) -> np.ndarray:
     return np.zeros(N_PACKED_COLORS + 1, dtype=dtype)
 
 
+def n_threads() -> int:
+    """Return how many threads a pass may use: MAX_THREADS, lowered by the CPU count and OMP_NUM_THREADS."""
+    limit = min(MAX_THREADS, os.cpu_count() or 1)
+    setting = os.environ.get("OMP_NUM_THREADS", "")
+    if setting.isdigit() and int(setting) > 0:
+        limit = min(limit, int(setting))
+    return limit
+
+
+def _run_parts(function, arguments: list[tuple]) -> list:
+    """Call ``function`` once per argument tuple, on the thread pool when there are several."""
+    global _pool
+    if len(arguments) == 1:
+        return [function(*arguments[0])]
+    if _pool is None:
+        _pool = ThreadPoolExecutor(max_workers=MAX_THREADS, thread_name_prefix="color-kmeans")
+    return list(_pool.map(lambda part: function(*part), arguments))
+
+
 def count_uint8(pixels: np.ndarray, counts: np.ndarray) -> None:
     """Add the packed colour of every row of uint8 ``pixels`` to ``counts``.
 
-    Rows with alpha == 0 are counted at ``LEFT_OUT``.
+    Rows with alpha == 0 are counted at ``LEFT_OUT``. With several threads,
+    each thread scans every row but counts only the colours whose red
+    value falls in its own range, so no two threads write the same entry.
     """
-    _kernel("count", _count_loop)(pixels, counts, LEFT_OUT)
+    kernel = _kernel("count", _count_loop)
+    bounds = np.linspace(0, 256, n_threads() + 1).astype(int)
+    parts = [
+        (pixels, counts, LEFT_OUT, int(low), int(high), index == 0)
+        for index, (low, high) in enumerate(zip(bounds[:-1], bounds[1:]))
+    ]
+    _run_parts(kernel, parts)
+
+
+def nonzero_colors(counts: np.ndarray) -> np.ndarray:
+    """Return the packed colours below ``LEFT_OUT`` whose count is not zero, ascending.
+
+    Equal to ``np.flatnonzero(counts[:LEFT_OUT])``; each thread scans one
+    range of colours.
+    """
+    kernel = _kernel("nonzero", _nonzero_loop)
+    # The scan reads 8 bytes at a time and looks inside only non-zero words.
+    words = counts[:LEFT_OUT].view(np.uint64)
+    per_word = LEFT_OUT // len(words)
+    bounds = np.linspace(0, len(words), n_threads() + 1).astype(np.int64)
+    parts = [(counts, words, per_word, int(low), int(high)) for low, high in zip(bounds[:-1], bounds[1:])]
+    return np.concatenate(_run_parts(kernel, parts))
 
 
 def label_and_paint_uint8(
@@ -61,9 +110,16 @@ def label_and_paint_uint8(
     """Write each row's label from ``table`` and its painted colour from ``palette``.
 
     Rows with alpha == 0 get label 0 and keep their values in
-    ``segmented``; alpha is copied unchanged.
+    ``segmented``; alpha is copied unchanged. Each thread takes one
+    range of rows.
     """
-    _kernel("paint", _label_and_paint_loop)(pixels, table, palette, labels, segmented)
+    kernel = _kernel("paint", _label_and_paint_loop)
+    bounds = np.linspace(0, len(pixels), n_threads() + 1).astype(np.int64)
+    parts = [
+        (pixels[low:high], table, palette, labels[low:high], segmented[low:high])
+        for low, high in zip(bounds[:-1], bounds[1:])
+    ]
+    _run_parts(kernel, parts)
 
 
 def _kernel(name: str, function):
@@ -74,11 +130,14 @@ def _kernel(name: str, function):
     return _compiled[name]
 
 
-def _count_loop(pixels, counts, left_out):
+def _count_loop(pixels, counts, left_out, red_low, red_high, count_left_out):
     has_alpha = pixels.shape[1] == 4
     for row in range(pixels.shape[0]):
         if has_alpha and pixels[row, 3] == 0:
-            counts[left_out] += 1
+            if count_left_out:
+                counts[left_out] += 1
+            continue
+        if pixels[row, 0] < red_low or pixels[row, 0] >= red_high:
             continue
         packed = (
             (np.uint32(pixels[row, 0]) << 16)
@@ -86,6 +145,24 @@ def _count_loop(pixels, counts, left_out):
             | np.uint32(pixels[row, 2])
         )
         counts[packed] += 1
+
+
+def _nonzero_loop(counts, words, per_word, start, stop):
+    n_found = 0
+    for word in range(start, stop):
+        if words[word] != 0:
+            for color in range(word * per_word, (word + 1) * per_word):
+                if counts[color] != 0:
+                    n_found += 1
+    found = np.empty(n_found, dtype=np.int64)
+    position = 0
+    for word in range(start, stop):
+        if words[word] != 0:
+            for color in range(word * per_word, (word + 1) * per_word):
+                if counts[color] != 0:
+                    found[position] = color
+                    position += 1
+    return found
 
 
 def _label_and_paint_loop(pixels, table, palette, labels, segmented):

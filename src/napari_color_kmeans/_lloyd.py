@@ -91,8 +91,15 @@ def _lloyd_compiled(samples, sample_weight, centers, max_iter, tol) -> tuple[np.
     kernel = _kernels._kernel("lloyd", _lloyd_loop)
     labels = np.empty((len(centers), len(samples)), dtype=np.intp)
     distances = np.empty((len(centers), len(samples)))
-    for start in range(len(centers)):
-        kernel(samples, sample_weight, centers[start], labels[start], distances[start], max_iter, tol)
+
+    def run_starts(first: int, last: int) -> None:
+        for start in range(first, last):
+            kernel(samples, sample_weight, centers[start], labels[start], distances[start], max_iter, tol)
+
+    # Starts are independent, so threads split them without changing any result.
+    n_parts = min(_kernels.n_threads(), len(centers))
+    bounds = np.linspace(0, len(centers), n_parts + 1).astype(int)
+    _kernels._run_parts(run_starts, list(zip(bounds[:-1].tolist(), bounds[1:].tolist())))
     return labels, distances
 
 

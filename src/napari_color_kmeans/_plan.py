@@ -83,7 +83,8 @@ def estimate_steps(request: Request) -> int:
     if request.method == "exact":
         n_fits = request.n_init or N_INIT_EXACT
     else:
-        n_fits = (request.n_init or N_INIT_HISTOGRAM) + _search.N_CANDIDATES
+        # One batch of coarse starts (usually) and one refining stage.
+        n_fits = 2
     if request.method == "auto":
         n_fits += N_POLISHED
     return 3 * n_chunks + n_fits + 3
@@ -197,7 +198,7 @@ def index_8bit(pixels: np.ndarray) -> Generator[str, None, ColorIndex | None]:
     for chunk in _colors.iter_chunks(len(pixels)):
         yield "counting colours"
         _kernels.count_uint8(pixels[chunk], counts)
-    colors = np.flatnonzero(counts[: _colors.LEFT_OUT])
+    colors = _kernels.nonzero_colors(counts)
     return ColorIndex(pixels, colors, counts[colors].astype(np.int64), None)
 
 

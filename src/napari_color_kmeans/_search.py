@@ -59,11 +59,9 @@ def search_histograms(
     else:
         starts = yield from _fit_coarse(fine_means, fine_weights, n_clusters, seeds)
 
-    fine_tol = _lloyd.absolute_tol(fine_means, fine_weights)
-    fits = []
-    for index, start in enumerate(starts):
-        yield f"refining candidate {index + 1} of {len(starts)}"
-        fits += _lloyd.fit_from(fine_means, fine_weights, start.cluster_centers[None], tol=fine_tol)
+    yield f"refining {len(starts)} candidates"
+    fine_starts = np.stack([start.cluster_centers for start in starts])
+    fits = _lloyd.fit_from(fine_means, fine_weights, fine_starts)
     return sorted(fits, key=lambda fit: fit.inertia)
 
 
