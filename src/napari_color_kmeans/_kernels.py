@@ -75,14 +75,24 @@ def count_uint8(pixels: np.ndarray, counts: np.ndarray) -> None:
     Rows with alpha == 0 are counted at ``LEFT_OUT``. With several threads,
     each thread scans every row but counts only the colours whose red
     value falls in its own range, so no two threads write the same entry.
+    The ranges split a sample of the red values evenly.
     """
     kernel = _kernel("count", _count_loop)
-    bounds = np.linspace(0, 256, n_threads() + 1).astype(int)
+    bounds = _red_bounds(pixels, n_threads())
     parts = [
         (pixels, counts, LEFT_OUT, int(low), int(high), index == 0)
         for index, (low, high) in enumerate(zip(bounds[:-1], bounds[1:]))
     ]
     _run_parts(kernel, parts)
+
+
+def _red_bounds(pixels: np.ndarray, n_parts: int) -> np.ndarray:
+    """Return n_parts + 1 red bounds from 0 to 256 that split a sample of rows evenly."""
+    if n_parts == 1:
+        return np.array([0, 256])
+    sample = pixels[:: max(1, len(pixels) // 4096), 0]
+    inner = np.quantile(sample, np.arange(1, n_parts) / n_parts, method="higher")
+    return np.concatenate([[0], np.sort(inner.astype(int)), [256]])
 
 
 def nonzero_colors(counts: np.ndarray) -> np.ndarray:
