@@ -15,9 +15,9 @@ from collections.abc import Generator
 from dataclasses import dataclass, field
 
 import numpy as np
-from sklearn.metrics import silhouette_score
+from sklearn.metrics import pairwise_distances, silhouette_score
 
-from napari_color_kmeans import _feature_plan, _fit, _plan
+from napari_color_kmeans import _batched, _feature_plan, _fit, _lloyd, _plan, _search
 from napari_color_kmeans._engine import ProgressStep, _check_image
 from napari_color_kmeans._errors import ColorKMeansError
 from napari_color_kmeans._features import check_mask, make_feature_space
@@ -87,13 +87,18 @@ def iter_suggest_k(
     rng = np.random.default_rng(random_state)
     sample_rows = _draw_pixels(samples.weights, sample_size, rng)
 
+    bins = _feature_plan.bin_features(samples.features, samples.weights, _feature_plan.BIN_BITS)
+    # The sampled pixels are the same for every k, so their distances are computed once.
+    sample_distances = pairwise_distances(samples.features[sample_rows])
     inertia, silhouette = [], []
     for position, n_clusters in enumerate(k_values, start=1):
         yield ProgressStep(stage=f"k={n_clusters}", done=position, total=len(k_values) + 1)
-        centers = _fit_fast(samples, n_clusters, random_state)
-        nearest, distances = _fit.nearest_centers(samples.features, centers)
-        inertia.append(float(np.dot(samples.weights, distances)))
-        silhouette.append(_silhouette(samples.features, nearest, sample_rows))
+        fit = _fit_fast(samples, bins, n_clusters, random_state)
+        nearest, distances = fit.labels, fit.distances
+        if nearest is None:
+            nearest, distances = _fit.nearest_centers(samples.features, fit.cluster_centers)
+        inertia.append(float(np.einsum("i,i->", samples.weights, distances)))
+        silhouette.append(_silhouette(sample_distances, nearest, sample_rows))
 
     inertia_array = np.array(inertia)
     silhouette_array = np.array(silhouette)
@@ -187,27 +192,44 @@ def _draw_pixels(weights: np.ndarray, sample_size: int, rng: np.random.Generator
     return np.repeat(np.arange(len(counts)), drawn)
 
 
-def _fit_fast(samples: _feature_plan.Samples, n_clusters: int, random_state: int) -> np.ndarray:
-    """Fit on the feature histogram, then polish on the weighted samples."""
+def _fit_fast(
+    samples: _feature_plan.Samples,
+    bins: tuple[np.ndarray, np.ndarray],
+    n_clusters: int,
+    random_state: int,
+) -> _fit.Fit:
+    """Fit on the feature histogram ``bins`` (means, weights), then polish on the weighted samples."""
     seeds = _fit.derive_seeds(random_state, N_INIT)
-    bins, bin_weights = _feature_plan.bin_features(samples.features, samples.weights, _feature_plan.BIN_BITS)
-    if len(bins) <= n_clusters:
-        bins, bin_weights = samples.features, samples.weights
+    bin_means, bin_weights = bins
+    if len(bin_means) <= n_clusters:
+        bin_means, bin_weights = samples.features, samples.weights
 
-    fit = _run_to_end(_fit.fit_best_of(bins, bin_weights, n_clusters, seeds, "initialisation"))
-    polished = _fit.fit_kmeans(
-        samples.features, samples.weights, n_clusters, init=fit.cluster_centers, max_iter=POLISH_MAX_ITER
-    )
-    return polished.cluster_centers
+    if bin_means.shape[1] == 3 and len(bin_means) * n_clusters * N_INIT <= _search.BATCH_MAX_DISTANCES:
+        fits = _batched.fit_batch(bin_means, bin_weights, n_clusters, N_INIT, seeds)
+        fit = min(fits, key=lambda candidate: candidate.inertia)
+    else:
+        fit = _run_to_end(_fit.fit_best_of(bin_means, bin_weights, n_clusters, seeds, "initialisation"))
+    if samples.features.shape[1] == 3:
+        (polished,) = _lloyd.fit_from(
+            samples.features, samples.weights, fit.cluster_centers[None], max_iter=POLISH_MAX_ITER
+        )
+    else:
+        polished = _fit.fit_kmeans(
+            samples.features, samples.weights, n_clusters, init=fit.cluster_centers, max_iter=POLISH_MAX_ITER
+        )
+    return polished
 
 
-def _silhouette(features: np.ndarray, nearest: np.ndarray, sample_rows: np.ndarray) -> float:
-    """Return the silhouette score of the sampled pixels, or NaN if it is undefined."""
+def _silhouette(sample_distances: np.ndarray, nearest: np.ndarray, sample_rows: np.ndarray) -> float:
+    """Return the silhouette score of the sampled pixels, or NaN if it is undefined.
+
+    ``sample_distances`` holds the Euclidean distances between the sampled pixels' features.
+    """
     labels = nearest[sample_rows]
     n_labels = len(np.unique(labels))
     if not 2 <= n_labels <= len(sample_rows) - 1:
         return float("nan")
-    return float(silhouette_score(features[sample_rows], labels))
+    return float(silhouette_score(sample_distances, labels, metric="precomputed"))
 
 
 def _best_silhouette(k_values: list[int], silhouette: np.ndarray) -> int:
