@@ -248,7 +248,7 @@ def test_auto_progress_stages(ladybug_crop):
     stages = [step.stage for step in iter_segment_colors(ladybug_crop, 4, n_init=5)]
 
     assert "initialisation 5 of 5" in stages
-    assert "polishing centres 1 of 2" in stages
+    assert "polishing 2 candidates" in stages
     assert stages[-1] == "painting segmented image"
 
 
