@@ -343,3 +343,20 @@ def test_segment_colors_matches_iteration():
     direct = segment_colors(image, 4, random_state=3)
     np.testing.assert_array_equal(direct.labels, iterated.labels)
     np.testing.assert_array_equal(direct.cluster_centers, iterated.cluster_centers)
+
+
+def test_huge_float_values_rejected():
+    image = np.random.default_rng(0).random((30, 30, 3)) * 1e154
+
+    with pytest.raises(ColorKMeansError, match=r"rescale the image"):
+        segment_colors(image, 4)
+
+
+def test_large_but_safe_float_values_work():
+    image = np.random.default_rng(0).random((30, 30, 3)) * 1e90
+    image[0, 0, 0] = np.inf
+
+    result = segment_colors(image, 4)
+
+    assert result.labels[0, 0] == 0
+    assert result.n_clusters == 4

@@ -27,6 +27,10 @@ logger = logging.getLogger(__name__)
 METHODS = ("auto", "exact", "fast")
 SUPPORTED_DTYPES = (np.uint8, np.uint16, np.float32, np.float64)
 MAX_CLUSTERS = 65535
+# Squared distances summed over millions of pixels overflow float64 (about
+# 1.8e308) when values approach 1e150; real image data stay far below 1e100.
+MAX_FLOAT_MAGNITUDE = 1e100
+PEAK_CHUNK_ROWS = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -278,7 +282,28 @@ def _check_image(image) -> np.ndarray:
         raise ColorKMeansError(
             f"image has shape {array.shape} and contains no pixels; pass a non-empty image."
         )
+
+    if array.dtype.kind == "f" and not _dask.is_dask_array(array):
+        peak = _finite_peak(array)
+        if peak > MAX_FLOAT_MAGNITUDE:
+            raise ColorKMeansError(
+                f"image values reach {peak:.3g}, but squared distances overflow float64 above "
+                f"about {MAX_FLOAT_MAGNITUDE:.0e}; rescale the image first, e.g. "
+                "image / np.abs(image[np.isfinite(image)]).max()."
+            )
     return array
+
+
+def _finite_peak(array: np.ndarray) -> float:
+    """Return the largest absolute finite value of a float array, reading it in row blocks."""
+    rows = array.reshape(-1, array.shape[-1])
+    peak = 0.0
+    for start in range(0, len(rows), PEAK_CHUNK_ROWS):
+        block = rows[start : start + PEAK_CHUNK_ROWS]
+        finite = block[np.isfinite(block)]
+        if finite.size:
+            peak = max(peak, float(np.abs(finite).max()))
+    return peak
 
 
 __all__ = [
