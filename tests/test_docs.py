@@ -4,7 +4,7 @@ The blocks of one file run in order, in one fresh interpreter, as a reader
 would paste them into a session, inside a folder that holds the files the
 docs name (photo.png, ladybug.png, a.png, b.png, frames/, photo.zarr,
 movie.zarr, slide.zarr). A block right after the line
-``<!-- docs-test: skip -->`` is not run; such a block must say why next to it.
+``<!-- docs-test: skip -->`` is not run, and the text next to such a block must give the reason.
 """
 
 from __future__ import annotations

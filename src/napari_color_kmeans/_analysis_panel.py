@@ -309,7 +309,7 @@ def in_memory_image(layer: Image) -> np.ndarray | None:
 
     A multiscale layer gives its finest level within the fit's memory
     budget; a dask layer is loaded only when it fits that budget. Otherwise
-    an error notification says what to do, and None is returned.
+    an error notification states what to do, and None is returned.
     """
     data = layer.data
     if layer.multiscale:

@@ -1,6 +1,6 @@
 """Choose what part of a layer's data the engine segments, without Qt.
 
-A layer holds a 2-D RGB image, an n-D stack (..., H, W, 3 or 4), or a
+A layer contains a 2-D RGB image, an n-D stack (..., H, W, 3 or 4), or a
 multiscale pyramid of either, as numpy or dask arrays. A ``Job`` records
 which engine entry point fits the chosen scope; ``iter_job`` runs it and
 ``place_plane`` puts a single plane's result back into the stack's shape.
