@@ -91,9 +91,9 @@ def _squared_distances(samples: np.ndarray, centers: np.ndarray) -> np.ndarray:
     """
     n_starts, n_clusters, n_channels = centers.shape
     flat_centers = centers.reshape(-1, n_channels)
-    # einsum, because OpenBLAS matmul with an inner dimension of 3 took
-    # milliseconds on the 2-core test machine.
-    distances = np.einsum("kc,mc->km", flat_centers, -2.0 * samples)
+    # matmul with a C-ordered right operand took 0.14 ms for 160 x 968
+    # distances here, einsum 0.8 ms and matmul with the transposed view 23 ms.
+    distances = flat_centers @ np.ascontiguousarray(-2.0 * samples.T)
     distances += np.einsum("kc,kc->k", flat_centers, flat_centers)[:, None]
     distances += np.einsum("mc,mc->m", samples, samples)[None, :]
     np.maximum(distances, 0.0, out=distances)
