@@ -20,7 +20,7 @@ from napari_color_kmeans._png import (
     read_png,
     read_png_with_info,
 )
-from napari_color_kmeans._png_encode import make_chunk, write_label_png, write_png
+from napari_color_kmeans._png_encode import PngWriteError, make_chunk, write_label_png, write_png
 
 
 def png_with_size(width: int, height: int) -> bytes:
@@ -204,7 +204,7 @@ def test_write_png_round_trip(tmp_path, shape, dtype):
     ],
 )
 def test_write_png_rejects_bad_arrays(tmp_path, data, message):
-    with pytest.raises(ValueError, match=message):
+    with pytest.raises(PngWriteError, match=message):
         write_png(tmp_path / "bad.png", data)
 
 
@@ -262,7 +262,7 @@ def test_read_label_png_round_trip(tmp_path, max_label):
     ],
 )
 def test_write_label_png_rejects_bad_labels(tmp_path, labels, message):
-    with pytest.raises(ValueError, match=message):
+    with pytest.raises(PngWriteError, match=message):
         write_label_png(tmp_path / "bad.png", labels)
 
 
