@@ -356,7 +356,8 @@ def test_large_but_safe_float_values_work():
     image = np.random.default_rng(0).random((30, 30, 3)) * 1e90
     image[0, 0, 0] = np.inf
 
-    result = segment_colors(image, 4)
+    with pytest.warns(ColorKMeansWarning, match="1 pixels with NaN or infinite values"):
+        result = segment_colors(image, 4)
 
     assert result.labels[0, 0] == 0
     assert result.n_clusters == 4

@@ -37,7 +37,7 @@ def test_plot_is_drawn(suggested):
     plot = widget.analysis.plot
 
     assert plot is not None
-    assert SUGGEST_DOCK_NAME in viewer.window._dock_widgets
+    assert SUGGEST_DOCK_NAME in viewer.window.dock_widgets
     assert isinstance(plot.canvas, FigureCanvasQTAgg)
     np.testing.assert_array_equal(plot.sweep.k_values, np.arange(2, 7))
     inertia_line = plot.inertia_axes.lines[0]
