@@ -202,9 +202,10 @@ def test_histogram_bins_keep_weight_and_means():
 @pytest.mark.skipif(_kernels.numba is None, reason="numba is not installed")
 @pytest.mark.parametrize("method", METHODS)
 @pytest.mark.parametrize("kind", ["uint8", "rgba uint8"])
-def test_numba_and_numpy_identical(ladybug_crop, monkeypatch, method, kind):
+@pytest.mark.parametrize("min_pixels", [0, 2**20], ids=["count table", "radix sort"])
+def test_numba_and_numpy_identical(ladybug_crop, monkeypatch, method, kind, min_pixels):
     image = as_dtype(ladybug_crop, kind)
-    monkeypatch.setattr(_kernels, "NUMBA_MIN_PIXELS", 0)
+    monkeypatch.setattr(_kernels, "NUMBA_MIN_PIXELS", min_pixels)
 
     monkeypatch.setattr(_kernels, "USE_NUMBA", True)
     compiled = segment_colors(image, 5, method=method)

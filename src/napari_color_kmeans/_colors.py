@@ -9,6 +9,7 @@ label 0 for left-out pixels.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterator
 
 import numpy as np
@@ -112,6 +113,10 @@ def pack_8bit(pixels: np.ndarray, out: np.ndarray) -> bool:
 
 def unpack(packed: np.ndarray) -> np.ndarray:
     """Return the (m, 3) float64 RGB codes of packed colours below ``2**24``."""
+    if sys.byteorder == "little" and packed.dtype == np.int64 and packed.flags.c_contiguous:
+        # Bytes 2, 1, 0 of each little-endian value are R, G, B; this
+        # view takes a fifth of the time of the shifts below.
+        return packed.view(np.uint8).reshape(-1, 8)[:, 2::-1].astype(np.float64)
     packed = packed.astype(np.int64, copy=False)
     return np.stack([(packed >> 16) & 255, (packed >> 8) & 255, packed & 255], axis=1).astype(
         np.float64
@@ -153,8 +158,7 @@ def histogram_bins(
     ordered by bin index.
     """
     n_bins = 2**bits
-    width = np.where(high > low, high - low, 1.0)
-    scale = n_bins / width
+    scale = bin_scale(bits, low, high)
     bin_index = np.zeros(len(samples), dtype=np.int64)
     for channel in range(3):
         # Samples are at least ``low``, so truncation towards zero is the floor.
@@ -176,6 +180,12 @@ def histogram_bins(
     )
     weights = weights[occupied]
     return sums / weights[:, None], weights
+
+
+def bin_scale(bits: int, low: np.ndarray, high: np.ndarray) -> np.ndarray:
+    """Return the per-channel factor from ``value - low`` to a bin number of ``histogram_bins``."""
+    width = np.where(high > low, high - low, 1.0)
+    return 2**bits / width
 
 
 def lookup_table(colors: np.ndarray, labels: np.ndarray, dtype: np.dtype) -> np.ndarray:

@@ -15,7 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from napari_color_kmeans._colors import LEFT_OUT, N_PACKED_COLORS
+from napari_color_kmeans._colors import LEFT_OUT, N_PACKED_COLORS, bin_scale
 
 logger = logging.getLogger(__name__)
 
@@ -42,6 +42,45 @@ _pool = None
 def available_for(pixels: np.ndarray) -> bool:
     """Return whether the compiled passes should handle ``pixels`` (n, 3 or 4)."""
     return USE_NUMBA and pixels.dtype == np.uint8 and len(pixels) >= NUMBA_MIN_PIXELS
+
+
+def sorts_small(pixels: np.ndarray) -> bool:
+    """Return whether ``distinct_uint8`` should count the colours of ``pixels`` (n, 3 or 4).
+
+    It serves uint8 images below ``NUMBA_MIN_PIXELS``, where scanning a
+    table of ``2**24`` counts costs more than sorting the packed colours.
+    """
+    return USE_NUMBA and pixels.dtype == np.uint8 and len(pixels) < NUMBA_MIN_PIXELS
+
+
+def distinct_uint8(pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Return the distinct packed colours of uint8 ``pixels`` (ascending, int64) and their counts.
+
+    Rows with alpha == 0 are left out. The packed colours are sorted by a
+    two-pass radix sort on 12 bits at a time, which took about 2 ms for
+    the 426,000 pixels of the tutorial photo where ``np.unique`` took 13 ms.
+    """
+    kernel = _kernel("distinct", _distinct_loop)
+    return kernel(pixels)
+
+
+def histogram_bins(
+    samples: np.ndarray, sample_weight: np.ndarray, bits: int, low: np.ndarray, high: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Return what ``_colors.histogram_bins`` returns, in one compiled pass over ``samples``.
+
+    The bin numbers come from the same float64 operations, and every bin
+    adds its weights and weighted colours in sample order, as np.bincount
+    does, so both functions return identical arrays.
+    """
+    kernel = _kernel("histogram", _histogram_loop)
+    return kernel(
+        np.ascontiguousarray(samples, dtype=np.float64),
+        np.ascontiguousarray(sample_weight, dtype=np.float64),
+        2**bits,
+        np.asarray(low, dtype=np.float64),
+        bin_scale(bits, low, high),
+    )
 
 
 def new_counts(n_pixels: int) -> np.ndarray:
@@ -155,6 +194,86 @@ def _count_loop(pixels, counts, left_out, red_low, red_high, count_left_out):
             | np.uint32(pixels[row, 2])
         )
         counts[packed] += 1
+
+
+def _distinct_loop(pixels):
+    has_alpha = pixels.shape[1] == 4
+    packed = np.empty(pixels.shape[0], dtype=np.uint32)
+    n_packed = 0
+    for row in range(pixels.shape[0]):
+        if has_alpha and pixels[row, 3] == 0:
+            continue
+        packed[n_packed] = (
+            (np.uint32(pixels[row, 0]) << 16)
+            | (np.uint32(pixels[row, 1]) << 8)
+            | np.uint32(pixels[row, 2])
+        )
+        n_packed += 1
+    packed = packed[:n_packed]
+
+    # Bucket starts for the low and the high 12 bits, from one counting pass.
+    low_starts = np.zeros(4097, dtype=np.int64)
+    high_starts = np.zeros(4097, dtype=np.int64)
+    for value in packed:
+        low_starts[(value & 4095) + 1] += 1
+        high_starts[(value >> 12) + 1] += 1
+    low_starts = np.cumsum(low_starts)
+    high_starts = np.cumsum(high_starts)
+
+    by_low = np.empty(n_packed, dtype=np.uint32)
+    for value in packed:
+        bucket = value & 4095
+        by_low[low_starts[bucket]] = value
+        low_starts[bucket] += 1
+    for value in by_low:
+        bucket = value >> 12
+        packed[high_starts[bucket]] = value
+        high_starts[bucket] += 1
+
+    n_distinct = 0
+    for position in range(n_packed):
+        if position == 0 or packed[position] != packed[position - 1]:
+            n_distinct += 1
+    colors = np.empty(n_distinct, dtype=np.int64)
+    counts = np.zeros(n_distinct, dtype=np.int64)
+    slot = -1
+    for position in range(n_packed):
+        if position == 0 or packed[position] != packed[position - 1]:
+            slot += 1
+            colors[slot] = packed[position]
+        counts[slot] += 1
+    return colors, counts
+
+
+def _histogram_loop(samples, weights, n_bins, low, scale):
+    totals = np.zeros(n_bins**3)
+    sums = np.zeros((n_bins**3, 3))
+    for row in range(samples.shape[0]):
+        index = 0
+        for channel in range(3):
+            code = np.int64((samples[row, channel] - low[channel]) * scale[channel])
+            code = min(max(code, 0), n_bins - 1)
+            index = index * n_bins + code
+        weight = weights[row]
+        totals[index] += weight
+        for channel in range(3):
+            product = weight * samples[row, channel]
+            sums[index, channel] += product
+
+    n_occupied = 0
+    for index in range(n_bins**3):
+        if totals[index] != 0:
+            n_occupied += 1
+    means = np.empty((n_occupied, 3))
+    bin_weights = np.empty(n_occupied)
+    slot = 0
+    for index in range(n_bins**3):
+        if totals[index] != 0:
+            for channel in range(3):
+                means[slot, channel] = sums[index, channel] / totals[index]
+            bin_weights[slot] = totals[index]
+            slot += 1
+    return means, bin_weights
 
 
 def _nonzero_loop(counts, words, per_word, start, stop):

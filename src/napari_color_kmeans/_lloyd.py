@@ -80,11 +80,19 @@ def nearest(samples: np.ndarray, centers: np.ndarray) -> tuple[np.ndarray, np.nd
     """Return each sample's nearest centre (ties to the lower index) and squared distance."""
     samples = np.ascontiguousarray(samples, dtype=np.float64)
     centers = np.array(centers, dtype=np.float64, order="C")[None]
-    if _kernels.USE_NUMBA:
-        labels, distances = _lloyd_compiled(samples, np.ones(len(samples)), centers, 0, 0.0)
-    else:
+    if not _kernels.USE_NUMBA:
         labels, distances = _nearest_numpy(samples, centers)
-    return labels[0], distances[0]
+        return labels[0], distances[0]
+
+    # Rows are independent, so threads split them without changing any result.
+    bounds = np.linspace(0, len(samples), _kernels.n_threads() + 1).astype(int).tolist()
+    parts = _kernels._run_parts(
+        lambda low, high: _lloyd_compiled(samples[low:high], np.ones(high - low), centers.copy(), 0, 0.0),
+        list(zip(bounds[:-1], bounds[1:])),
+    )
+    labels = np.concatenate([part[0][0] for part in parts])
+    distances = np.concatenate([part[1][0] for part in parts])
+    return labels, distances
 
 
 def _lloyd_compiled(samples, sample_weight, centers, max_iter, tol) -> tuple[np.ndarray, np.ndarray]:

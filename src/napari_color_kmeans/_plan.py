@@ -186,13 +186,18 @@ class ColorIndex:
 
 def index_8bit(pixels: np.ndarray) -> Generator[str, None, ColorIndex | None]:
     """Count the distinct colours of 8-bit ``pixels``; return None for other data."""
-    if not _kernels.available_for(pixels):
+    if not (_kernels.available_for(pixels) or _kernels.sorts_small(pixels)):
         packed = yield from _pack(pixels)
         if packed is None:
             return None
         yield "counting colours"
         colors, color_counts, _ = _colors.count_packed(packed)
         return ColorIndex(pixels, colors, color_counts, packed)
+
+    if _kernels.sorts_small(pixels):
+        yield "counting colours"
+        colors, color_counts = _kernels.distinct_uint8(pixels)
+        return ColorIndex(pixels, colors, color_counts, None)
 
     counts = _kernels.new_counts(len(pixels))
     for chunk in _colors.iter_chunks(len(pixels)):
@@ -236,7 +241,8 @@ def run_8bit(
         segmented = np.empty_like(pixels, order="C")
         colors_in_dtype = _palette_in_dtype(centers_in_units, pixels.dtype)
         for chunk in _colors.iter_chunks(len(pixels)):
-            yield "assigning pixels"
+            # One pass labels and paints, so the stage ends as the NumPy path does.
+            yield "painting segmented image"
             _kernels.label_and_paint_uint8(
                 pixels[chunk], table, colors_in_dtype, labels[chunk], segmented[chunk]
             )

@@ -14,7 +14,7 @@ from collections.abc import Generator
 
 import numpy as np
 
-from napari_color_kmeans import _batched, _colors, _fit, _lloyd
+from napari_color_kmeans import _batched, _colors, _fit, _kernels, _lloyd
 
 COARSE_BITS = 4
 FINE_BITS = 6
@@ -43,7 +43,7 @@ def search_histograms(
     ``value_range`` (low, high) per channel. One K-means++ start per seed
     runs on the coarse histogram.
     """
-    fine_means, fine_weights = _colors.histogram_bins(
+    fine_means, fine_weights = _histogram_bins(
         samples, sample_weight, FINE_BITS, *value_range
     )
     if len(fine_means) <= n_clusters:
@@ -51,7 +51,7 @@ def search_histograms(
 
     # Every coarse bin is a union of whole fine bins, and a fine bin's mean
     # lies inside it, so binning the fine means gives the coarse histogram.
-    coarse_means, coarse_weights = _colors.histogram_bins(
+    coarse_means, coarse_weights = _histogram_bins(
         fine_means, fine_weights, COARSE_BITS, *value_range
     )
     if len(coarse_means) > n_clusters:
@@ -63,6 +63,15 @@ def search_histograms(
     fine_starts = np.stack([start.cluster_centers for start in starts])
     fits = _lloyd.fit_from(fine_means, fine_weights, fine_starts)
     return sorted(fits, key=lambda fit: fit.inertia)
+
+
+def _histogram_bins(
+    samples: np.ndarray, sample_weight: np.ndarray, bits: int, low: np.ndarray, high: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Bin weighted colours with the compiled pass when numba is in use (same result)."""
+    if _kernels.USE_NUMBA:
+        return _kernels.histogram_bins(samples, sample_weight, bits, low, high)
+    return _colors.histogram_bins(samples, sample_weight, bits, low, high)
 
 
 def _fit_coarse(
