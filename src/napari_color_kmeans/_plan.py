@@ -200,7 +200,7 @@ def index_8bit(pixels: np.ndarray) -> Generator[str, None, ColorIndex | None]:
         return ColorIndex(pixels, colors, color_counts, None)
 
     counts = _kernels.new_counts(len(pixels))
-    for chunk in _colors.iter_chunks(len(pixels)):
+    for chunk in _colors.iter_chunks(len(pixels), _kernels.CHUNK_PIXELS):
         yield "counting colours"
         _kernels.count_uint8(pixels[chunk], counts)
     colors = _kernels.nonzero_colors(counts)
@@ -240,7 +240,7 @@ def run_8bit(
     if index.packed is None:
         segmented = np.empty_like(pixels, order="C")
         colors_in_dtype = _palette_in_dtype(centers_in_units, pixels.dtype)
-        for chunk in _colors.iter_chunks(len(pixels)):
+        for chunk in _colors.iter_chunks(len(pixels), _kernels.CHUNK_PIXELS):
             # One pass labels and paints, so the stage ends as the NumPy path does.
             yield "painting segmented image"
             _kernels.label_and_paint_uint8(
