@@ -114,8 +114,8 @@ def pack_8bit(pixels: np.ndarray, out: np.ndarray) -> bool:
 def unpack(packed: np.ndarray) -> np.ndarray:
     """Return the (m, 3) float64 RGB codes of packed colours below ``2**24``."""
     if sys.byteorder == "little" and packed.dtype == np.int64 and packed.flags.c_contiguous:
-        # Bytes 2, 1, 0 of each little-endian value are R, G, B; this
-        # view takes a fifth of the time of the shifts below.
+        # Bytes 2, 1 and 0 of each little-endian value are R, G and B. This
+        # view took a fifth of the time of the shifts below on 551,000 colours.
         return packed.view(np.uint8).reshape(-1, 8)[:, 2::-1].astype(np.float64)
     packed = packed.astype(np.int64, copy=False)
     return np.stack([(packed >> 16) & 255, (packed >> 8) & 255, packed & 255], axis=1).astype(

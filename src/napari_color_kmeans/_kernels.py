@@ -1,10 +1,12 @@
 """Per-pixel passes over uint8 images, compiled with numba when it is installed.
 
-numba is optional. Without it, or for images below ``NUMBA_MIN_PIXELS``,
-the engine runs the NumPy passes in ``_colors`` and ``_plan``, which give
-identical results because every step here is integer arithmetic. The
+numba is optional. Without it the engine runs the NumPy passes in
+``_colors`` and ``_plan``, which give identical results because every step
+here is integer arithmetic or float arithmetic in the same order. The
 compiled passes fuse packing with counting and lookup with painting, so they
 need no packed copy of the image (4 bytes per pixel) and no int64 counts.
+Images below ``NUMBA_MIN_PIXELS`` are counted by a radix sort instead of a
+count table.
 """
 
 from __future__ import annotations
@@ -27,13 +29,15 @@ except ImportError:
 # Switch for the compiled passes; tests set it to compare both paths.
 USE_NUMBA = numba is not None
 
-# Below this many pixels the NumPy passes take less time than compiling the
-# loops once per process (about 1 s).
+# Below this many pixels ``distinct_uint8`` sorts the packed colours instead
+# of counting them in a table of 2**24 entries, which costs more to scan
+# than a small image saves.
 NUMBA_MIN_PIXELS = 2**20
 
 # The engine hands the compiled passes this many pixels at a time. On 32 MP
-# the count took 45 ms in 2**20-pixel chunks and 38 ms in one piece,
-# because both threads wait for each other at the end of every chunk.
+# (2-core test machine) the count took 45 ms in 2**20-pixel chunks and 38 ms
+# in one piece, because both threads wait for each other at the end of
+# every chunk.
 CHUNK_PIXELS = 2**22
 
 # Each pass splits its work over at most this many threads (the kernels
@@ -142,8 +146,16 @@ def _red_bounds(pixels: np.ndarray, n_parts: int) -> np.ndarray:
 def nonzero_colors(counts: np.ndarray) -> np.ndarray:
     """Return the packed colours below ``LEFT_OUT`` whose count is not zero, ascending.
 
-    Equal to ``np.flatnonzero(counts[:LEFT_OUT])``; each thread scans one
-    range of colours.
+    Equal to ``np.flatnonzero(counts[:LEFT_OUT])``.
+    """
+    return nonzero_counts(counts)[0]
+
+
+def nonzero_counts(counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Return the colours of ``nonzero_colors`` and their counts, both int64.
+
+    Each thread scans one range of colours. The counts come from the same
+    scan, which saves a gather from the 64 MiB of counts.
     """
     kernel = _kernel("nonzero", _nonzero_loop)
     # The scan reads 8 bytes at a time and looks inside only non-zero words.
@@ -151,7 +163,8 @@ def nonzero_colors(counts: np.ndarray) -> np.ndarray:
     per_word = LEFT_OUT // len(words)
     bounds = np.linspace(0, len(words), n_threads() + 1).astype(np.int64)
     parts = [(counts, words, per_word, int(low), int(high)) for low, high in zip(bounds[:-1], bounds[1:])]
-    return np.concatenate(_run_parts(kernel, parts))
+    found = _run_parts(kernel, parts)
+    return np.concatenate([part[0] for part in found]), np.concatenate([part[1] for part in found])
 
 
 def label_and_paint_uint8(
@@ -285,26 +298,36 @@ def _histogram_loop(samples, weights, n_bins, low, scale):
 
 
 def _nonzero_loop(counts, words, per_word, start, stop):
-    n_found = 0
+    # The first pass also counts the colours of each block of 1024 words, so
+    # the second pass reads only blocks that have any.
+    block_size = 1024
+    n_blocks = (stop - start + block_size - 1) // block_size
+    block_found = np.zeros(n_blocks, dtype=np.int64)
     for word in range(start, stop):
         if words[word] != 0:
             for color in range(word * per_word, (word + 1) * per_word):
                 if counts[color] != 0:
-                    n_found += 1
-    found = np.empty(n_found, dtype=np.int64)
+                    block_found[(word - start) // block_size] += 1
+
+    found = np.empty(block_found.sum(), dtype=np.int64)
+    found_counts = np.empty(len(found), dtype=np.int64)
     position = 0
-    for word in range(start, stop):
-        if words[word] != 0:
-            for color in range(word * per_word, (word + 1) * per_word):
-                if counts[color] != 0:
-                    found[position] = color
-                    position += 1
-    return found
+    for block in range(n_blocks):
+        if block_found[block] == 0:
+            continue
+        for word in range(start + block * block_size, min(start + (block + 1) * block_size, stop)):
+            if words[word] != 0:
+                for color in range(word * per_word, (word + 1) * per_word):
+                    if counts[color] != 0:
+                        found[position] = color
+                        found_counts[position] = counts[color]
+                        position += 1
+    return found, found_counts
 
 
 def _label_and_paint_rgb_loop(pixels, table, palette, labels, segmented):
-    # The RGB case of _label_and_paint_loop, with each value read once:
-    # 35 ms instead of 47 ms for 32 MP on two threads.
+    # The RGB case of _label_and_paint_loop, which reads each value once.
+    # It took 35 ms instead of 47 ms for 32 MP on the 2-core test machine.
     for row in range(pixels.shape[0]):
         red = pixels[row, 0]
         green = pixels[row, 1]

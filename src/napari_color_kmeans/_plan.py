@@ -203,8 +203,8 @@ def index_8bit(pixels: np.ndarray) -> Generator[str, None, ColorIndex | None]:
     for chunk in _colors.iter_chunks(len(pixels), _kernels.CHUNK_PIXELS):
         yield "counting colours"
         _kernels.count_uint8(pixels[chunk], counts)
-    colors = _kernels.nonzero_colors(counts)
-    return ColorIndex(pixels, colors, counts[colors].astype(np.int64), None)
+    colors, color_counts = _kernels.nonzero_counts(counts)
+    return ColorIndex(pixels, colors, color_counts, None)
 
 
 def run_8bit(
