@@ -108,8 +108,14 @@ def test_cluster_planes_and_levels(client, zarr_path, tiled_photo):
     planes = segment_planes(stack, 3, n_init=2)
     levels = segment_multiscale([image, image[::2, ::2]], 3, fit_level=1, n_init=2)
 
+    # NOTE: one compute for both outputs. Computing slices of these lazy
+    # labels one after another raised a KeyError for a rechunk key inside the
+    # distributed 2026.8 scheduler in one CI run of several; the cause is not
+    # confirmed, and the same calls passed in every other run.
+    plane_labels, coarse_labels = dask.compute(planes.labels, levels.labels[1])
+
     expected = segment_colors(tiled_photo, 3, n_init=2)
-    np.testing.assert_array_equal(planes.labels[0].compute(), expected.labels)
-    np.testing.assert_array_equal(planes.labels[1].compute(), expected.labels[::-1])
+    np.testing.assert_array_equal(plane_labels[0], expected.labels)
+    np.testing.assert_array_equal(plane_labels[1], expected.labels[::-1])
     coarse = segment_colors(tiled_photo[::2, ::2], 3, n_init=2)
-    np.testing.assert_array_equal(levels.labels[1].compute(), coarse.labels)
+    np.testing.assert_array_equal(coarse_labels, coarse.labels)
