@@ -12,23 +12,10 @@ from scipy.optimize import linear_sum_assignment
 
 from napari_color_kmeans._widget import ColorKMeansWidget
 
-PLUGIN = "napari-color-kmeans"
-WIDGET = "K-means Color Segmentation"
+from conftest import PLUGIN, TUTORIAL_CENTERS, TUTORIAL_INERTIA
+
 WAIT_MS = 180_000
 
-# Cluster centres printed by the K-means colour segmentation tutorial for
-# ladybug.png with k=8 and random_state=42 (RGB in [0, 1]), and their inertia.
-TUTORIAL_CENTERS = np.array([
-    [0.98363745, 0.9359338, 0.02574807],
-    [0.02289337, 0.11064845, 0.00578197],
-    [0.21914783, 0.38675755, 0.05800817],
-    [0.75775605, 0.21225454, 0.0445884],
-    [0.09990625, 0.2542204, 0.01693457],
-    [0.61266166, 0.63010883, 0.38751987],
-    [0.37212682, 0.5235918, 0.15730347],
-    [0.8845907, 0.7256049, 0.03442054],
-])
-TUTORIAL_INERTIA = 3809.87
 
 
 def wait_until_idle(qtbot, widget: ColorKMeansWidget) -> None:

@@ -95,11 +95,7 @@ def segment_colors(
         spatial_weight=spatial_weight,
         mask=mask,
     )
-    while True:
-        try:
-            next(steps)
-        except StopIteration as stop:
-            return stop.value
+    return run_to_end(steps)
 
 
 def iter_segment_colors(
@@ -201,6 +197,15 @@ def iter_segment_colors(
         spatial_weight=space.spatial_weight,
         feature_names=space.names,
     )
+
+
+def run_to_end(steps: Generator):
+    """Drive a progress generator to its end, ignoring its steps; return its return value."""
+    while True:
+        try:
+            next(steps)
+        except StopIteration as stop:
+            return stop.value
 
 
 class _Progress:

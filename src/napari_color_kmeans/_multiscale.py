@@ -84,11 +84,7 @@ def segment_multiscale(
         fit_level=fit_level,
         memory_budget=memory_budget,
     )
-    while True:
-        try:
-            next(steps)
-        except StopIteration as stop:
-            return stop.value
+    return _engine.run_to_end(steps)
 
 
 def iter_segment_multiscale(

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from napari_color_kmeans import _colors, _feature_plan, _fit, _plan
-from napari_color_kmeans._engine import SegmentationResult, _check_image
+from napari_color_kmeans._engine import SegmentationResult, _check_image, run_to_end
 from napari_color_kmeans._errors import ColorKMeansError
 from napari_color_kmeans._features import (
     FeatureSpace,
@@ -164,7 +164,7 @@ def apply_palette(image, palette: Palette, *, mask=None) -> SegmentationResult:
     pixels = image.reshape(-1, image.shape[-1])
     space = _space_for(palette, image)
 
-    n_valid = _run_to_end(_feature_plan.count_clustered(pixels, flat_mask))
+    n_valid = run_to_end(_feature_plan.count_clustered(pixels, flat_mask))
     labels, inertia = _assign(image, pixels, flat_mask, space, palette)
     counts = np.bincount(labels, minlength=palette.n_clusters + 1)[1:].astype(np.int64)
     logger.debug("applied a palette of %d clusters to %d pixels", palette.n_clusters, n_valid)
@@ -198,21 +198,13 @@ def _space_for(palette: Palette, image: np.ndarray) -> FeatureSpace:
     )
 
 
-def _run_to_end(steps):
-    while True:
-        try:
-            next(steps)
-        except StopIteration as stop:
-            return stop.value
-
-
 def _assign(image, pixels, flat_mask, space, palette) -> tuple[np.ndarray, float]:
     """Return the 1-based nearest-centre label of every pixel and the inertia."""
     label_dtype = _plan._label_dtype(palette.n_clusters)
     same_units = full_scale_of(image.dtype) == palette.full_scale
     packed = None
     if same_units and not space.is_spatial:
-        packed = _run_to_end(_feature_plan.pack_clustered(pixels, flat_mask))
+        packed = run_to_end(_feature_plan.pack_clustered(pixels, flat_mask))
 
     if packed is not None:
         colors, rgb, counts = _feature_plan.distinct_colors_8bit(packed, image.dtype)

@@ -92,11 +92,7 @@ def segment_planes(
     steps = iter_segment_planes(
         image, n_clusters, random_state=random_state, method=method, n_init=n_init
     )
-    while True:
-        try:
-            next(steps)
-        except StopIteration as stop:
-            return stop.value
+    return _engine.run_to_end(steps)
 
 
 def iter_segment_planes(

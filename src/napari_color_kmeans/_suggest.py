@@ -18,7 +18,7 @@ import numpy as np
 from sklearn.metrics import pairwise_distances, silhouette_score
 
 from napari_color_kmeans import _batched, _feature_plan, _fit, _lloyd, _plan, _search
-from napari_color_kmeans._engine import ProgressStep, _check_image
+from napari_color_kmeans._engine import ProgressStep, _check_image, run_to_end
 from napari_color_kmeans._errors import ColorKMeansError
 from napari_color_kmeans._features import check_mask, make_feature_space
 
@@ -51,11 +51,7 @@ class KSweep:
 def suggest_k(image, k_max: int = DEFAULT_K_MAX, **kwargs) -> KSweep:
     """Fit k = k_min..k_max and return the KSweep; see ``iter_suggest_k``."""
     steps = iter_suggest_k(image, k_max, **kwargs)
-    while True:
-        try:
-            next(steps)
-        except StopIteration as stop:
-            return stop.value
+    return run_to_end(steps)
 
 
 def iter_suggest_k(
@@ -151,11 +147,11 @@ def _collect_samples(image, space, mask, random_state) -> _feature_plan.Samples:
     """Return the weighted feature rows that stand for the image's clustered pixels."""
     pixels = image.reshape(-1, image.shape[-1])
     flat_mask = None if mask is None else mask.reshape(-1)
-    n_valid = _run_to_end(_feature_plan.count_clustered(pixels, flat_mask))
+    n_valid = run_to_end(_feature_plan.count_clustered(pixels, flat_mask))
 
     packed = None
     if not space.is_spatial:
-        packed = _run_to_end(_feature_plan.pack_clustered(pixels, flat_mask))
+        packed = run_to_end(_feature_plan.pack_clustered(pixels, flat_mask))
     if packed is not None:
         _, rgb, counts = _feature_plan.distinct_colors_8bit(packed, image.dtype)
         return _feature_plan.Samples(space.colors_to_features(rgb), counts, rgb)
@@ -208,7 +204,7 @@ def _fit_fast(
         fits = _batched.fit_batch(bin_means, bin_weights, n_clusters, N_INIT, seeds)
         fit = min(fits, key=lambda candidate: candidate.inertia)
     else:
-        fit = _run_to_end(_fit.fit_best_of(bin_means, bin_weights, n_clusters, seeds, "initialisation"))
+        fit = run_to_end(_fit.fit_best_of(bin_means, bin_weights, n_clusters, seeds, "initialisation"))
     if samples.features.shape[1] == 3:
         (polished,) = _lloyd.fit_from(
             samples.features, samples.weights, fit.cluster_centers[None], max_iter=POLISH_MAX_ITER
@@ -236,11 +232,3 @@ def _best_silhouette(k_values: list[int], silhouette: np.ndarray) -> int:
     if np.isnan(silhouette).all():
         return int(k_values[0])
     return int(k_values[int(np.nanargmax(silhouette))])
-
-
-def _run_to_end(steps):
-    while True:
-        try:
-            next(steps)
-        except StopIteration as stop:
-            return stop.value

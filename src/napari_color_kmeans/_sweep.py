@@ -29,11 +29,7 @@ def segment_colors_many(
     steps = iter_segment_colors_many(
         image, n_clusters_values, random_state=random_state, method=method, n_init=n_init, **options
     )
-    while True:
-        try:
-            next(steps)
-        except StopIteration as stop:
-            return stop.value
+    return _engine.run_to_end(steps)
 
 
 def iter_segment_colors_many(
