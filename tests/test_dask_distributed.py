@@ -17,7 +17,7 @@ CHUNK = (128, 128, 3)
 
 
 class LargestResult(SchedulerPlugin):
-    """Record the largest task result, in bytes, that the scheduler sees in memory."""
+    """Record the largest task result, in bytes, that the scheduler keeps in memory."""
 
     def __init__(self, scheduler):
         self.scheduler = scheduler

@@ -593,7 +593,7 @@ def _active_client():
 
 
 def _graph_argument(value):
-    """Wrap ``value`` so that a dask graph holds it once, not once per task.
+    """Wrap ``value`` so that a dask graph contains it once, not once per task.
 
     NOTE: with a dask.distributed Client every compute still sends the value
     with the graph (16 MiB for an 8-bit lookup table, which distributed

@@ -128,7 +128,7 @@ def iter_segment_colors(
         best histogram fits with exact Lloyd iterations on the distinct
         colours. Data that are not 8-bit are fitted on a seeded subsample
         and every pixel is assigned to its nearest centre;
-        ``SegmentationResult.method`` says which method ran.
+        ``SegmentationResult.method`` names the method that ran.
     n_init : int or None
         Number of K-means++ starts: on the 4-bit histogram for "auto" and
         "fast" (None: 40), on the distinct colours for "exact" (None: 3 to

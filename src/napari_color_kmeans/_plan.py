@@ -169,7 +169,7 @@ def _scale_to_units(dtype: np.dtype) -> float:
 class ColorIndex:
     """The distinct 8-bit colours of an image, and the pixels to map back to them.
 
-    ``packed`` holds every pixel's packed colour on the NumPy path; it is
+    ``packed`` contains every pixel's packed colour on the NumPy path; it is
     None when the compiled passes of ``_kernels`` recompute it from
     ``pixels``.
     """

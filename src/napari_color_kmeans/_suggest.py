@@ -219,7 +219,7 @@ def _fit_fast(
 def _silhouette(sample_distances: np.ndarray, nearest: np.ndarray, sample_rows: np.ndarray) -> float:
     """Return the silhouette score of the sampled pixels, or NaN if it is undefined.
 
-    ``sample_distances`` holds the Euclidean distances between the sampled pixels' features.
+    ``sample_distances`` contains the Euclidean distances between the sampled pixels' features.
     """
     labels = nearest[sample_rows]
     n_labels = len(np.unique(labels))
