@@ -2,15 +2,16 @@
 
 Run: .venv/bin/python benchmarks/bench_engine.py [--sizes ladybug,2,8,32]
      [--ks 2,4,6,8,10] [--methods sklearn,auto,exact,fast] [--memory-k 8]
-     [--no-sweep] [--output results.md]
+     [--repeat 3] [--no-sweep] [--output results.md]
 
 Images: the tutorial photo ladybug.png (0.43 MP) and scikit-image's "coffee"
 photo (600 x 400) resized with bilinear interpolation to about 2, 8 and 32
 megapixels. For every image, k and method the script records:
 
-- wall time of one call (scikit-learn: ``KMeans(n_clusters=k,
-  random_state=42).fit(X)`` then ``predict(X)`` with all defaults; ours:
-  ``segment_colors(image, k, method=...)``, which also paints the image),
+- wall time of one call, the median of --repeat calls (scikit-learn:
+  ``KMeans(n_clusters=k, random_state=42).fit(X)`` then ``predict(X)`` with
+  all defaults; ours: ``segment_colors(image, k, method=...)``, which also
+  paints the image),
 - inertia over all pixels, recomputed here in float64 from the labels and
   centres each method returns, so every method is scored the same way,
 - peak extra memory (tracemalloc, which tracks NumPy buffers) for k = --memory-k,
@@ -116,7 +117,16 @@ def copy_floor(image: np.ndarray) -> float:
     return statistics.median(times)
 
 
-def bench_image(name, image, ks, methods, memory_k) -> list[dict]:
+def timed_median(repeat: int, function, *args):
+    """Return the median wall time of ``repeat`` calls and the last call's value."""
+    times = []
+    for _ in range(repeat):
+        seconds, value = timed(function, *args)
+        times.append(seconds)
+    return statistics.median(times), value
+
+
+def bench_image(name, image, ks, methods, memory_k, repeat) -> list[dict]:
     n_pixels = image.shape[0] * image.shape[1]
     floor = copy_floor(image)
     print(f"\n{name}: {image.shape}, copy floor {floor * 1e3:.1f} ms", flush=True)
@@ -124,7 +134,7 @@ def bench_image(name, image, ks, methods, memory_k) -> list[dict]:
     for k in ks:
         reference = None
         for method in methods:
-            seconds, (labels, centers) = timed(run_method, image, k, method)
+            seconds, (labels, centers) = timed_median(repeat, run_method, image, k, method)
             row = {
                 "image": name,
                 "megapixels": n_pixels / 1e6,
@@ -147,11 +157,11 @@ def bench_image(name, image, ks, methods, memory_k) -> list[dict]:
     return rows
 
 
-def bench_sweep(image) -> dict:
+def bench_sweep(image, repeat) -> dict:
     sklearn_seconds = 0.0
     for k in SWEEP_KS:
-        sklearn_seconds += timed(run_sklearn, image, k)[0]
-    ours_seconds, _ = timed(segment_colors_many, image, SWEEP_KS)
+        sklearn_seconds += timed_median(repeat, run_sklearn, image, k)[0]
+    ours_seconds, _ = timed_median(repeat, segment_colors_many, image, SWEEP_KS)
     return {"sklearn": sklearn_seconds, "ours": ours_seconds}
 
 
@@ -184,9 +194,12 @@ def describe_machine() -> str:
 
 
 def warm_up() -> None:
-    """Compile the numba passes once so that no timed call pays for it."""
+    """Compile the numba passes of every method once so that no timed call pays for it."""
     image = np.random.default_rng(0).integers(0, 256, (1024, 1024, 3), dtype=np.uint8)
-    seconds, _ = timed(run_engine, image, 2, "fast")
+    seconds = 0.0
+    for method in ("auto", "exact", "fast"):
+        seconds += timed(run_engine, image[:, :64], 2, method)[0]
+        seconds += timed(run_engine, image, 2, method)[0]
     print(f"warm-up (includes numba compilation if not cached): {seconds:.2f} s")
 
 
@@ -196,6 +209,7 @@ def main() -> None:
     parser.add_argument("--ks", default="2,4,6,8,10", help="n_clusters values, comma-separated")
     parser.add_argument("--methods", default="sklearn,auto,exact,fast", help="sklearn must come first")
     parser.add_argument("--memory-k", type=int, default=8, help="k whose peak memory is measured")
+    parser.add_argument("--repeat", type=int, default=3, help="calls per timing; the median is reported")
     parser.add_argument("--no-sweep", action="store_true", help="skip the k sweep on ladybug")
     parser.add_argument("--output", type=Path, help="also write the results as a Markdown table")
     options = parser.parse_args()
@@ -209,12 +223,12 @@ def main() -> None:
     rows = []
     for size in options.sizes.split(","):
         name, image = load_image(size)
-        rows += bench_image(name, image, ks, methods, options.memory_k)
+        rows += bench_image(name, image, ks, methods, options.memory_k, options.repeat)
         del image
 
     lines = [describe_machine(), "", TABLE_HEADER] + [format_row(row) for row in rows]
     if not options.no_sweep:
-        sweep = bench_sweep(load_image("ladybug")[1])
+        sweep = bench_sweep(load_image("ladybug")[1], options.repeat)
         line = (
             f"k sweep {SWEEP_KS} on ladybug: scikit-learn {sweep['sklearn']:.2f} s, "
             f"segment_colors_many {sweep['ours']:.2f} s, {sweep['sklearn'] / sweep['ours']:.1f}x"

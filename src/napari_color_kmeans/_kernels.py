@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -109,12 +110,17 @@ def n_threads() -> int:
 
 def _run_parts(function, arguments: list[tuple]) -> list:
     """Call ``function`` once per argument tuple, on the thread pool when there are several."""
-    global _pool
     if len(arguments) == 1:
         return [function(*arguments[0])]
+    return list(_thread_pool().map(lambda part: function(*part), arguments))
+
+
+def _thread_pool() -> ThreadPoolExecutor:
+    """Return the pool of MAX_THREADS threads that runs the passes, starting it on first use."""
+    global _pool
     if _pool is None:
         _pool = ThreadPoolExecutor(max_workers=MAX_THREADS, thread_name_prefix="color-kmeans")
-    return list(_pool.map(lambda part: function(*part), arguments))
+    return _pool
 
 
 def count_uint8(pixels: np.ndarray, counts: np.ndarray) -> None:
@@ -365,3 +371,496 @@ def _label_and_paint_loop(pixels, table, palette, labels, segmented):
             segmented[row, channel] = palette[label, channel]
         if n_channels == 4:
             segmented[row, 3] = pixels[row, 3]
+
+
+
+# The "fast" method for uint8 images (``_fast8``) bins each pixel by the top
+# CELL_BITS bits of every channel: a cell of the fine histogram is a block of
+# 4 x 4 x 4 colours. Per-thread tables of cell statistics (a count and the
+# sums of the two low bits of each channel) take 4 MiB each, where the count
+# of every distinct colour takes 64 MiB and a scan for its non-zero entries.
+CELL_BITS = 6
+N_CELLS = 2 ** (3 * CELL_BITS)
+CELL_WIDTH = 2 ** (8 - CELL_BITS)
+
+# A cell takes one label for all its colours when every other centre is
+# farther from each of its colours by more than this (in squared 8-bit
+# units). Distances of 8-bit colours round off by about 1e-11, so a cell
+# that passes labels its colours as a per-colour distance loop would.
+CELL_MARGIN = 1e-6
+
+# Step of touch_pages_in_background: the base page size of x86-64 Linux.
+# Where pages are larger, the extra writes cost little.
+PAGE_BYTES = 4096
+
+# Smaller outputs are not worth a thread that touches their pages.
+TOUCH_MIN_PIXELS = 2**20
+
+# The painting pass relabels rows with counted colours after every this
+# many words of four rows.
+FIX_WORDS = 1024
+
+# Images below this many pixels are binned by one thread.
+CELL_SPLIT_MIN_PIXELS = 2**16
+
+
+def new_cell_stats(n_pixels: int) -> np.ndarray:
+    """Return zeroed cell statistics (tables, N_CELLS, 4), uint32 unless ``n_pixels`` could overflow it.
+
+    Each row contains a cell's pixel count and the sums of the low
+    ``8 - CELL_BITS`` bits of red, green and blue (at most 3 per pixel).
+    """
+    dtype = np.uint32 if 3 * n_pixels < 2**32 else np.int64
+    n_tables = n_threads() if n_pixels >= CELL_SPLIT_MIN_PIXELS else 1
+    return np.zeros((n_tables, N_CELLS, 4), dtype=dtype)
+
+
+def add_cell_stats(pixels: np.ndarray, stats: np.ndarray) -> int:
+    """Add every clustered row of uint8 ``pixels`` to its cell in ``stats``.
+
+    Each thread takes one range of rows and its own table ``stats[t]``.
+    Return the sum of the squared red, green and blue values of the
+    clustered rows (alpha != 0), which a separate loop adds up because
+    NumPy-style loops vectorise and the binning loop does not.
+    """
+    kernel = _kernel("cell stats", _cell_stats_loop)
+    bounds = np.linspace(0, len(pixels), len(stats) + 1).astype(np.int64)
+    ranges = list(zip(bounds[:-1], bounds[1:]))
+    parts = [(pixels[low:high], stats[index]) for index, (low, high) in enumerate(ranges)]
+    if pixels.shape[1] == 3 and pixels.flags.c_contiguous:
+        squares = _kernel("squares", _squares_loop)
+        flat = pixels.reshape(-1)
+        parts_squares = [(flat[3 * low : 3 * high],) for low, high in ranges]
+    else:
+        squares = _kernel("squares of rows", _row_squares_loop)
+        parts_squares = [(pixels[low:high],) for low, high in ranges]
+    _run_parts(kernel, parts)
+    return sum(int(part) for part in _run_parts(squares, parts_squares))
+
+
+def occupied_cells(stats: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Return the occupied cells (ascending), their pixel counts and their channel sums, all int64."""
+    return _kernel("occupied cells", _occupied_cells_loop)(stats, CELL_BITS)
+
+
+def cell_labels(cells: np.ndarray, centers: np.ndarray) -> np.ndarray:
+    """Return the nearest centre of all colours of each cell, or -1 where the colours disagree.
+
+    A cell gets centre ``i`` when, for every other centre ``j``, the
+    smallest of ``|x - c_j|**2 - |x - c_i|**2`` over the cell's colours
+    exceeds ``CELL_MARGIN``. That difference is a sum of one linear
+    function per channel, so its smallest value lies at a corner.
+    """
+    kernel = _kernel("cell labels", _cell_labels_loop)
+    centers = np.ascontiguousarray(centers, dtype=np.float64)
+    return kernel(cells, centers, CELL_BITS, CELL_WIDTH, CELL_MARGIN)
+
+
+def cell_colors(cells: np.ndarray, positions: np.ndarray | None = None) -> np.ndarray:
+    """Return the colours of ``cells`` as int64 rows, CELL_WIDTH**3 per cell, red slowest, blue fastest.
+
+    ``positions`` picks colours from that sequence; by default all of them.
+    """
+    n_colors = CELL_WIDTH**3
+    if positions is None:
+        positions = np.arange(len(cells) * n_colors)
+    low = positions % n_colors
+    shift = 8 - CELL_BITS
+    offsets = np.stack([low >> (2 * shift), low >> shift, low], axis=1) & (CELL_WIDTH - 1)
+    owner = cells[positions // n_colors]
+    codes = (owner[:, None] >> np.array([2 * CELL_BITS, CELL_BITS, 0])) & (2**CELL_BITS - 1)
+    return codes * CELL_WIDTH + offsets
+
+
+def nearest_in_cells(cells: np.ndarray, centers: np.ndarray) -> np.ndarray:
+    """Return the nearest centre of every colour of ``cells``, in the order of ``cell_colors``.
+
+    Distances and ties are those of ``_lloyd.nearest``, so both give the
+    same centres.
+    """
+    kernel = _kernel("nearest in cells", _nearest_in_cells_loop)
+    return kernel(cells, np.ascontiguousarray(centers, dtype=np.float64), CELL_BITS)
+
+
+def cell_lookup_table(cells: np.ndarray, cell_labels: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    """Return a table from packed colour to label, ``cell_labels[i]`` for every colour of ``cells[i]``.
+
+    Other colours map to 0. Labels in ``cell_labels`` start at 1.
+    """
+    table = np.zeros(N_PACKED_COLORS, dtype=dtype)
+    _kernel("fill cells", _fill_cells_loop)(cells, cell_labels.astype(dtype), table, CELL_BITS)
+    return table
+
+
+def label_and_paint_cells(
+    pixels: np.ndarray,
+    table: np.ndarray,
+    split_blocks: np.ndarray,
+    split_labels: np.ndarray,
+    palette: np.ndarray,
+    labels: np.ndarray,
+    segmented: np.ndarray,
+    split_counts: np.ndarray,
+) -> None:
+    """Label and paint every row of uint8 ``pixels``, as ``label_and_paint_uint8`` does.
+
+    ``table`` maps a packed colour to its label, or to 0 for a colour that
+    is counted. For such a colour, ``split_blocks[cell]`` is the number
+    ``i`` of its cell among the split cells, and ``low`` combines the two
+    low bits of each channel as in ``cell_colors``. Its label is
+    ``split_labels[64 i + low]``, and the pass adds 1 to
+    ``split_counts[t, 64 i + low]``, where ``t`` is the thread. Rows with
+    alpha == 0 get label 0 and keep their values in ``segmented``. Each
+    thread takes one range of rows; ``split_counts`` has ``n_threads()``
+    rows.
+    """
+    n_parts = len(split_counts)
+    if _paints_by_words(pixels, labels, segmented):
+        # Four rows at a time, from row 0 to the last multiple of 4.
+        n_words = len(pixels) // 4
+        bounds = 4 * np.linspace(0, n_words, n_parts + 1).astype(np.int64)
+        palette_words = palette[:, 0].astype(np.int64) | (palette[:, 1].astype(np.int64) << 8)
+        palette_words |= palette[:, 2].astype(np.int64) << 16
+        kernel = _kernel("paint cells by words", _label_and_paint_cells_words_loop)
+        parts = [
+            (
+                pixels[low:high].reshape(-1), table, split_blocks, split_labels, palette_words, palette,
+                labels[low:high], segmented[low:high], labels[low:high].view(np.uint32),
+                segmented[low:high].reshape(-1).view(np.uint32), split_counts[index], CELL_BITS,
+                np.empty(FIX_WORDS + 1, dtype=np.int64),
+            )
+            for index, (low, high) in enumerate(zip(bounds[:-1], bounds[1:]))
+        ]
+        _run_parts(kernel, parts)
+        if bounds[-1] == len(pixels):
+            return
+        pixels, labels, segmented = (array[bounds[-1] :] for array in (pixels, labels, segmented))
+        split_counts, n_parts = split_counts[:1], 1
+
+    if pixels.shape[1] == 3:
+        kernel = _kernel("paint cells rgb", _label_and_paint_cells_rgb_loop)
+    else:
+        kernel = _kernel("paint cells", _label_and_paint_cells_loop)
+    bounds = np.linspace(0, len(pixels), n_parts + 1).astype(np.int64)
+    parts = [
+        (
+            pixels[low:high], table, split_blocks, split_labels, palette,
+            labels[low:high], segmented[low:high], split_counts[index], CELL_BITS,
+        )
+        for index, (low, high) in enumerate(zip(bounds[:-1], bounds[1:]))
+    ]
+    _run_parts(kernel, parts)
+
+
+def _paints_by_words(pixels: np.ndarray, labels: np.ndarray, segmented: np.ndarray) -> bool:
+    """Return whether ``_label_and_paint_cells_words_loop`` can take these RGB arrays.
+
+    It reads 4-byte words of labels and segmented colours, so both must be
+    C-contiguous and 4-byte aligned, with uint8 values.
+    """
+    return (
+        sys.byteorder == "little"
+        and pixels.shape[1] == 3
+        and len(pixels) >= 4
+        and labels.dtype == np.uint8
+        and pixels.flags.c_contiguous
+        and labels.flags.c_contiguous
+        and segmented.flags.c_contiguous
+        and labels.ctypes.data % 4 == 0
+        and segmented.ctypes.data % 4 == 0
+    )
+
+
+def touch_pages_in_background(arrays: list[np.ndarray]):
+    """Start writing a zero into every memory page of the C-contiguous ``arrays`` on the thread pool.
+
+    A new array's first write costs the kernel a page fault and the zeroing
+    of that page, about 12 ms for the 128 MiB of outputs of a 32 MP image
+    on the 2-core test machine. The "fast" method's search runs on one
+    core, so a pool thread can take that cost meanwhile. Return a future
+    to wait for before writing to the arrays, or None with a single thread.
+    """
+    if n_threads() < 2:
+        return None
+    kernel = _kernel("touch pages", _touch_pages_loop)
+    views = [array.reshape(-1).view(np.uint8) for array in arrays]
+    return _thread_pool().submit(lambda: [kernel(view, PAGE_BYTES) for view in views])
+
+
+def _cell_stats_loop(pixels, stats):
+    has_alpha = pixels.shape[1] == 4
+    shift = 8 - CELL_BITS
+    low_mask = CELL_WIDTH - 1
+    for row in range(pixels.shape[0]):
+        if has_alpha and pixels[row, 3] == 0:
+            continue
+        red = np.int64(pixels[row, 0])
+        green = np.int64(pixels[row, 1])
+        blue = np.int64(pixels[row, 2])
+        cell = (((red >> shift) << (2 * CELL_BITS)) | ((green >> shift) << CELL_BITS)) | (blue >> shift)
+        stats[cell, 0] += 1
+        stats[cell, 1] += red & low_mask
+        stats[cell, 2] += green & low_mask
+        stats[cell, 3] += blue & low_mask
+
+
+def _squares_loop(values):
+    total = 0
+    for index in range(values.shape[0]):
+        value = np.int64(values[index])
+        total += value * value
+    return total
+
+
+def _row_squares_loop(pixels):
+    has_alpha = pixels.shape[1] == 4
+    total = 0
+    for row in range(pixels.shape[0]):
+        if has_alpha and pixels[row, 3] == 0:
+            continue
+        for channel in range(3):
+            value = np.int64(pixels[row, channel])
+            total += value * value
+    return total
+
+
+def _occupied_cells_loop(stats, bits):
+    n_cells = stats.shape[1]
+    width = 2 ** (8 - bits)
+    n_occupied = 0
+    for cell in range(n_cells):
+        for table in range(stats.shape[0]):
+            if stats[table, cell, 0] != 0:
+                n_occupied += 1
+                break
+    cells = np.empty(n_occupied, dtype=np.int64)
+    counts = np.zeros(n_occupied, dtype=np.int64)
+    sums = np.zeros((n_occupied, 3), dtype=np.int64)
+    slot = 0
+    for cell in range(n_cells):
+        count = 0
+        for table in range(stats.shape[0]):
+            count += np.int64(stats[table, cell, 0])
+        if count == 0:
+            continue
+        cells[slot] = cell
+        counts[slot] = count
+        for channel in range(3):
+            code = (cell >> (bits * (2 - channel))) & (2**bits - 1)
+            total = count * code * width
+            for table in range(stats.shape[0]):
+                total += np.int64(stats[table, cell, channel + 1])
+            sums[slot, channel] = total
+        slot += 1
+    return cells, counts, sums
+
+
+def _cell_labels_loop(cells, centers, bits, width, margin):
+    n_clusters = centers.shape[0]
+    labels = np.empty(len(cells), dtype=np.int64)
+    low = np.empty(3)
+    high = np.empty(3)
+    for slot in range(len(cells)):
+        cell = cells[slot]
+        for channel in range(3):
+            low[channel] = ((cell >> (bits * (2 - channel))) & (2**bits - 1)) * width
+            high[channel] = low[channel] + (width - 1)
+
+        # Candidate: the centre nearest to the middle of the cell.
+        best = 0
+        best_distance = np.inf
+        for index in range(n_clusters):
+            distance = 0.0
+            for channel in range(3):
+                offset = 0.5 * (low[channel] + high[channel]) - centers[index, channel]
+                distance += offset * offset
+            if distance < best_distance:
+                best_distance = distance
+                best = index
+
+        for index in range(n_clusters):
+            if index == best:
+                continue
+            smallest = 0.0
+            for channel in range(3):
+                other = centers[index, channel]
+                own = centers[best, channel]
+                at_low = (low[channel] - other) ** 2 - (low[channel] - own) ** 2
+                at_high = (high[channel] - other) ** 2 - (high[channel] - own) ** 2
+                smallest += min(at_low, at_high)
+            if smallest <= margin:
+                best = -1
+                break
+        labels[slot] = best
+    return labels
+
+
+def _nearest_in_cells_loop(cells, centers, bits):
+    width = 2 ** (8 - bits)
+    mask = 2**bits - 1
+    n_clusters = centers.shape[0]
+    nearest = np.empty(len(cells) * width**3, dtype=np.int64)
+    slot = 0
+    for cell in cells:
+        red = ((cell >> (2 * bits)) & mask) * width
+        green = ((cell >> bits) & mask) * width
+        blue = (cell & mask) * width
+        for r in range(red, red + width):
+            for g in range(green, green + width):
+                for b in range(blue, blue + width):
+                    best = 0
+                    best_distance = np.inf
+                    for index in range(n_clusters):
+                        offset = np.float64(r) - centers[index, 0]
+                        distance = offset * offset
+                        offset = np.float64(g) - centers[index, 1]
+                        distance += offset * offset
+                        offset = np.float64(b) - centers[index, 2]
+                        distance += offset * offset
+                        if distance < best_distance:
+                            best_distance = distance
+                            best = index
+                    nearest[slot] = best
+                    slot += 1
+    return nearest
+
+
+def _fill_cells_loop(cells, cell_labels, table, bits):
+    width = 2 ** (8 - bits)
+    mask = 2**bits - 1
+    for slot in range(len(cells)):
+        cell = cells[slot]
+        red = ((cell >> (2 * bits)) & mask) * width
+        green = ((cell >> bits) & mask) * width
+        blue = (cell & mask) * width
+        for r in range(red, red + width):
+            for g in range(green, green + width):
+                start = (r << 16) | (g << 8) | blue
+                for b in range(width):
+                    table[start + b] = cell_labels[slot]
+
+
+def _label_and_paint_cells_words_loop(
+    values, table, split_blocks, split_labels, palette_words, palette, labels, segmented, label_words,
+    color_words, split_counts, bits, fixes
+):
+    # _label_and_paint_cells_rgb_loop for four rows at a time, which writes
+    # their labels as one 4-byte word and their 12 bytes of colour as three.
+    # Words with a counted colour (label 0 in the table) are noted in
+    # ``fixes`` without a branch and relabelled one row at a time after
+    # every FIX_WORDS words, while their table entries are still cached.
+    shift = 8 - bits
+    low_mask = 2**shift - 1
+    block_size = 2 ** (3 * shift)
+    n_words = label_words.shape[0]
+    for first in range(0, n_words, FIX_WORDS):
+        n_fixes = 0
+        for word in range(first, min(first + FIX_WORDS, n_words)):
+            i = 12 * word
+            packed = (np.int64(values[i]) << 16) | (np.int64(values[i + 1]) << 8) | np.int64(values[i + 2])
+            l0 = np.int64(table[packed])
+            packed = (np.int64(values[i + 3]) << 16) | (np.int64(values[i + 4]) << 8) | np.int64(values[i + 5])
+            l1 = np.int64(table[packed])
+            packed = (np.int64(values[i + 6]) << 16) | (np.int64(values[i + 7]) << 8) | np.int64(values[i + 8])
+            l2 = np.int64(table[packed])
+            packed = (np.int64(values[i + 9]) << 16) | (np.int64(values[i + 10]) << 8) | np.int64(values[i + 11])
+            l3 = np.int64(table[packed])
+            fixes[n_fixes] = word
+            n_fixes += (l0 == 0) | (l1 == 0) | (l2 == 0) | (l3 == 0)
+            label_words[word] = np.uint32(l0 | (l1 << 8) | (l2 << 16) | (l3 << 24))
+            c0 = palette_words[l0]
+            c1 = palette_words[l1]
+            c2 = palette_words[l2]
+            c3 = palette_words[l3]
+            color_words[3 * word] = np.uint32((c0 | (c1 << 24)) & 0xFFFFFFFF)
+            color_words[3 * word + 1] = np.uint32((c1 >> 8) | ((c2 << 16) & 0xFFFFFFFF))
+            color_words[3 * word + 2] = np.uint32((c2 >> 16) | (c3 << 8))
+
+        for fix in range(n_fixes):
+            for row in range(4 * fixes[fix], 4 * fixes[fix] + 4):
+                red = np.int64(values[3 * row])
+                green = np.int64(values[3 * row + 1])
+                blue = np.int64(values[3 * row + 2])
+                if table[(red << 16) | (green << 8) | blue] != 0:
+                    continue
+                cell = (((red >> shift) << (2 * bits)) | ((green >> shift) << bits)) | (blue >> shift)
+                slot = np.int64(split_blocks[cell]) * block_size + (
+                    ((red & low_mask) << (2 * shift)) | ((green & low_mask) << shift) | (blue & low_mask)
+                )
+                label = split_labels[slot]
+                split_counts[slot] += 1
+                labels[row] = label
+                segmented[row, 0] = palette[label, 0]
+                segmented[row, 1] = palette[label, 1]
+                segmented[row, 2] = palette[label, 2]
+
+
+def _label_and_paint_cells_rgb_loop(
+    pixels, table, split_blocks, split_labels, palette, labels, segmented, split_counts, bits
+):
+    # The RGB case of _label_and_paint_cells_loop, without the alpha test:
+    # 42 ms instead of 49 ms for 32 MP on the 2-core test machine.
+    shift = 8 - bits
+    low_mask = 2**shift - 1
+    block_size = 2 ** (3 * shift)
+    for row in range(pixels.shape[0]):
+        red = pixels[row, 0]
+        green = pixels[row, 1]
+        blue = pixels[row, 2]
+        label = table[(np.uint32(red) << 16) | (np.uint32(green) << 8) | np.uint32(blue)]
+        if label == 0:
+            r = np.int64(red)
+            g = np.int64(green)
+            b = np.int64(blue)
+            cell = (((r >> shift) << (2 * bits)) | ((g >> shift) << bits)) | (b >> shift)
+            slot = np.int64(split_blocks[cell]) * block_size + (
+                ((r & low_mask) << (2 * shift)) | ((g & low_mask) << shift) | (b & low_mask)
+            )
+            label = split_labels[slot]
+            split_counts[slot] += 1
+        labels[row] = label
+        segmented[row, 0] = palette[label, 0]
+        segmented[row, 1] = palette[label, 1]
+        segmented[row, 2] = palette[label, 2]
+
+
+def _label_and_paint_cells_loop(
+    pixels, table, split_blocks, split_labels, palette, labels, segmented, split_counts, bits
+):
+    has_alpha = pixels.shape[1] == 4
+    shift = 8 - bits
+    low_mask = 2**shift - 1
+    block_size = 2 ** (3 * shift)
+    for row in range(pixels.shape[0]):
+        red = pixels[row, 0]
+        green = pixels[row, 1]
+        blue = pixels[row, 2]
+        if has_alpha and pixels[row, 3] == 0:
+            labels[row] = 0
+            segmented[row, 0] = red
+            segmented[row, 1] = green
+            segmented[row, 2] = blue
+            segmented[row, 3] = 0
+            continue
+        label = table[(np.uint32(red) << 16) | (np.uint32(green) << 8) | np.uint32(blue)]
+        if label == 0:
+            r = np.int64(red)
+            g = np.int64(green)
+            b = np.int64(blue)
+            cell = (((r >> shift) << (2 * bits)) | ((g >> shift) << bits)) | (b >> shift)
+            slot = np.int64(split_blocks[cell]) * block_size + (
+                ((r & low_mask) << (2 * shift)) | ((g & low_mask) << shift) | (b & low_mask)
+            )
+            label = split_labels[slot]
+            split_counts[slot] += 1
+        labels[row] = label
+        segmented[row, 0] = palette[label, 0]
+        segmented[row, 1] = palette[label, 1]
+        segmented[row, 2] = palette[label, 2]
+        if has_alpha:
+            segmented[row, 3] = pixels[row, 3]
+
+
+def _touch_pages_loop(values, step):
+    for index in range(0, values.shape[0], step):
+        values[index] = 0

@@ -92,8 +92,8 @@ def estimate_steps(request: Request) -> int:
 
 def run(request: Request) -> Generator[str, None, Outcome]:
     """Segment ``request.image``; yield stage names, return the Outcome."""
-    # Local import, because _feature_plan builds on this module's helpers.
-    from napari_color_kmeans import _feature_plan
+    # Local imports, because these modules build on this module's helpers.
+    from napari_color_kmeans import _fast8, _feature_plan
 
     if _feature_plan.needs_feature_path(request):
         return (yield from _feature_plan.run(request))
@@ -103,6 +103,12 @@ def run(request: Request) -> Generator[str, None, Outcome]:
     messages: list[str] = []
 
     n_valid = yield from _count_valid(pixels, messages)
+
+    if _fast8.applies(request, pixels):
+        outcome = yield from _fast8.run(request, pixels, messages)
+        if outcome is not None:
+            outcome.warnings = messages
+            return outcome
 
     index = yield from index_8bit(pixels)
     if index is not None:

@@ -46,6 +46,17 @@ def search_histograms(
     fine_means, fine_weights = _histogram_bins(
         samples, sample_weight, FINE_BITS, *value_range
     )
+    return (yield from search_fine(fine_means, fine_weights, n_clusters, seeds, value_range))
+
+
+def search_fine(
+    fine_means: np.ndarray,
+    fine_weights: np.ndarray,
+    n_clusters: int,
+    seeds: list[int],
+    value_range: tuple[np.ndarray, np.ndarray],
+) -> Generator[str, None, list[_fit.Fit] | None]:
+    """Return what ``search_histograms`` returns, given the fine histogram's means and weights."""
     if len(fine_means) <= n_clusters:
         return None
 
