@@ -79,7 +79,11 @@ class _Palette:
 def estimate_steps(request: Request) -> int:
     """Return the expected number of stages, for the progress total."""
     n_pixels = request.image.size // request.image.shape[-1]
-    n_chunks = -(-n_pixels // _colors.CHUNK_PIXELS)
+    # Three NumPy passes of CHUNK_PIXELS (pack, assign, paint), or two
+    # compiled passes of larger chunks (count, paint) for uint8 data.
+    n_chunk_steps = 3 * -(-n_pixels // _colors.CHUNK_PIXELS)
+    if _kernels.USE_NUMBA and request.image.dtype == np.uint8:
+        n_chunk_steps = 2 * -(-n_pixels // _kernels.CHUNK_PIXELS)
     if request.method == "exact":
         n_fits = request.n_init or N_INIT_EXACT
     else:
@@ -87,7 +91,7 @@ def estimate_steps(request: Request) -> int:
         n_fits = 2
     if request.method == "auto":
         n_fits += N_POLISHED
-    return 3 * n_chunks + n_fits + 3
+    return n_chunk_steps + n_fits + 3
 
 
 def run(request: Request) -> Generator[str, None, Outcome]:
