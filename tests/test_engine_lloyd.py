@@ -3,8 +3,9 @@
 import numpy as np
 import pytest
 from sklearn.cluster import KMeans
+from threadpoolctl import threadpool_limits
 
-from napari_color_kmeans import _batched, _fit, _kernels, _lloyd
+from napari_color_kmeans import _batched, _fit, _kernels, _lloyd, segment_colors
 
 
 def weighted_colors(seed: int, n_colors: int = 3000) -> tuple[np.ndarray, np.ndarray]:
@@ -127,3 +128,32 @@ def test_count_threads_agree(monkeypatch):
 
     np.testing.assert_array_equal(counts[1], counts[2])
     assert counts[2][2**24] == np.count_nonzero(pixels[:, 3] == 0)
+
+
+def test_threads_follow_omp_num_threads(monkeypatch):
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+
+    assert _kernels.n_threads() == 1
+
+
+def test_threads_follow_threadpool_limits():
+    unlimited = _kernels.n_threads()
+    with threadpool_limits(limits=1, user_api="openmp"):
+        limited = _kernels.n_threads()
+
+    assert limited == 1
+    assert _kernels.n_threads() == unlimited
+
+
+@pytest.mark.skipif(_kernels.numba is None, reason="numba is not installed")
+def test_fast_on_one_thread_matches_two():
+    rng = np.random.default_rng(4)
+    image = rng.integers(0, 256, size=(300, 400, 3), dtype=np.uint8)
+
+    threaded = segment_colors(image, 5, method="fast")
+    with threadpool_limits(limits=1, user_api="openmp"):
+        single = segment_colors(image, 5, method="fast")
+
+    np.testing.assert_array_equal(single.labels, threaded.labels)
+    np.testing.assert_array_equal(single.segmented, threaded.segmented)
+    assert single.inertia == pytest.approx(threaded.inertia, rel=1e-12)

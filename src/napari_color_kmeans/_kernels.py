@@ -17,6 +17,7 @@ import sys
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
+from threadpoolctl import ThreadpoolController
 
 from napari_color_kmeans._colors import LEFT_OUT, N_PACKED_COLORS, bin_scale
 
@@ -47,6 +48,8 @@ MAX_THREADS = 2
 
 _compiled = {}
 _pool = None
+# threadpoolctl's view of the loaded OpenMP runtimes, made on first use.
+_openmp = None
 
 
 def available_for(pixels: np.ndarray) -> bool:
@@ -100,11 +103,21 @@ def new_counts(n_pixels: int) -> np.ndarray:
 
 
 def n_threads() -> int:
-    """Return how many threads a pass may use: MAX_THREADS, lowered by the CPU count and OMP_NUM_THREADS."""
+    """Return how many threads a pass may use: MAX_THREADS, lowered by the CPU count and OpenMP limits.
+
+    The OpenMP limits are OMP_NUM_THREADS and the current limit of the
+    OpenMP runtimes that threadpoolctl finds (scikit-learn's), so a
+    ``threadpool_limits(1)`` block also keeps these passes on one thread.
+    """
+    global _openmp
     limit = min(MAX_THREADS, os.cpu_count() or 1)
     setting = os.environ.get("OMP_NUM_THREADS", "")
     if setting.isdigit() and int(setting) > 0:
         limit = min(limit, int(setting))
+    if _openmp is None:
+        _openmp = ThreadpoolController().select(user_api="openmp")
+    for runtime in _openmp.info():
+        limit = min(limit, max(int(runtime["num_threads"]), 1))
     return limit
 
 
