@@ -6,11 +6,13 @@ result from cell statistics. Every test here compares the two, or compares
 _fast8 with a brute-force nearest-centre labelling.
 """
 
+import itertools
+
 import numpy as np
 import pytest
 import skimage.io
 
-from napari_color_kmeans import _kernels, _lloyd, segment_colors
+from napari_color_kmeans import ColorKMeansWarning, _kernels, _lloyd, segment_colors
 
 pytestmark = pytest.mark.skipif(_kernels.numba is None, reason="numba is not installed")
 
@@ -147,3 +149,20 @@ def test_few_cells_fall_back_to_distinct_colours():
 
     assert result.method == "exact (distinct colours)"
     assert result.n_clusters == 3
+
+
+def test_dropped_cluster_keeps_uint8_labels(monkeypatch):
+    # 253 spread colours and a cell holding (4, 4, 4) and (7, 7, 7) between
+    # (3, 3, 3) and (8, 8, 8): the fit gives that cell its own centre, but its
+    # pixels are nearer to the neighbours, so 1 of 256 clusters stays empty.
+    spread = list(itertools.product(range(48, 241, 32), repeat=3))[:253]
+    colors = spread + [(3, 3, 3), (4, 4, 4), (7, 7, 7), (8, 8, 8), (100, 100, 99), (100, 100, 100)]
+    repeats = [100] * 253 + [100, 50, 50, 100, 1, 1]
+    image = np.repeat(np.array(colors, dtype=np.uint8), repeats, axis=0)[None]
+
+    with pytest.warns(ColorKMeansWarning, match="dropped"):
+        compiled, plain = both_paths(monkeypatch, image, 256)
+
+    assert compiled.n_clusters == 255
+    assert compiled.labels.dtype == np.uint8
+    assert_same(compiled, plain)

@@ -128,6 +128,9 @@ def run(
             yield "assigning pixels"
             np.take(renumber, labels[chunk], out=labels[chunk])
 
+    # Labels were written for every centre; with empty clusters dropped, 255
+    # or fewer may be left, which fit in uint8 as on the other paths.
+    labels = labels.astype(_plan._label_dtype(len(counts)), copy=False)
     inertia = _inertia(cluster_counts, cluster_sums, centers, squares)
     return (
         yield from _plan._finish(
