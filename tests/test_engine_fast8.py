@@ -152,9 +152,9 @@ def test_few_cells_fall_back_to_distinct_colours():
 
 
 def test_dropped_cluster_keeps_uint8_labels(monkeypatch):
-    # 253 spread colours and a cell holding (4, 4, 4) and (7, 7, 7) between
-    # (3, 3, 3) and (8, 8, 8): the fit gives that cell its own centre, but its
-    # pixels are nearer to the neighbours, so 1 of 256 clusters stays empty.
+    # 253 spread colours, and a cell with (4, 4, 4) and (7, 7, 7) between (3, 3, 3)
+    # and (8, 8, 8). The fit gives that cell its own centre, but its pixels are
+    # nearer to the neighbours, so 1 of 256 clusters stays empty.
     spread = list(itertools.product(range(48, 241, 32), repeat=3))[:253]
     colors = spread + [(3, 3, 3), (4, 4, 4), (7, 7, 7), (8, 8, 8), (100, 100, 99), (100, 100, 100)]
     repeats = [100] * 253 + [100, 50, 50, 100, 1, 1]
