@@ -680,16 +680,9 @@ def _cell_labels_loop(cells, centers, bits, width, margin):
             high[channel] = low[channel] + (width - 1)
 
         # Candidate: the centre nearest to the middle of the cell.
-        best = 0
-        best_distance = np.inf
-        for index in range(n_clusters):
-            distance = 0.0
-            for channel in range(3):
-                offset = 0.5 * (low[channel] + high[channel]) - centers[index, channel]
-                distance += offset * offset
-            if distance < best_distance:
-                best_distance = distance
-                best = index
+        best = nearest_center(
+            0.5 * (low[0] + high[0]), 0.5 * (low[1] + high[1]), 0.5 * (low[2] + high[2]), centers
+        )[0]
 
         for index in range(n_clusters):
             if index == best:
@@ -711,7 +704,6 @@ def _cell_labels_loop(cells, centers, bits, width, margin):
 def _nearest_in_cells_loop(cells, centers, bits):
     width = 2 ** (8 - bits)
     mask = 2**bits - 1
-    n_clusters = centers.shape[0]
     nearest = np.empty(len(cells) * width**3, dtype=np.int64)
     slot = 0
     for cell in cells:
@@ -721,19 +713,7 @@ def _nearest_in_cells_loop(cells, centers, bits):
         for r in range(red, red + width):
             for g in range(green, green + width):
                 for b in range(blue, blue + width):
-                    best = 0
-                    best_distance = np.inf
-                    for index in range(n_clusters):
-                        offset = np.float64(r) - centers[index, 0]
-                        distance = offset * offset
-                        offset = np.float64(g) - centers[index, 1]
-                        distance += offset * offset
-                        offset = np.float64(b) - centers[index, 2]
-                        distance += offset * offset
-                        if distance < best_distance:
-                            best_distance = distance
-                            best = index
-                    nearest[slot] = best
+                    nearest[slot] = nearest_center(np.float64(r), np.float64(g), np.float64(b), centers)[0]
                     slot += 1
     return nearest
 
@@ -753,6 +733,28 @@ def _fill_cells_loop(cells, cell_labels, table, bits):
                     table[start + b] = cell_labels[slot]
 
 
+def nearest_center(x0, x1, x2, centers):
+    """Return the index of the centre nearest to colour (x0, x1, x2) and its squared distance.
+
+    Distances are ``(x0 - c0)**2 + (x1 - c1)**2 + (x2 - c2)**2`` in float64,
+    added in that order, and ties go to the lower index: the rule of every
+    compiled loop here and of ``_lloyd``.
+    """
+    best = 0
+    best_distance = np.inf
+    for index in range(centers.shape[0]):
+        offset = x0 - centers[index, 0]
+        distance = offset * offset
+        offset = x1 - centers[index, 1]
+        distance += offset * offset
+        offset = x2 - centers[index, 2]
+        distance += offset * offset
+        if distance < best_distance:
+            best_distance = distance
+            best = index
+    return best, best_distance
+
+
 def _split_slot(red, green, blue, split_blocks, bits):
     # Position of a colour in the split-cell arrays of label_and_paint_cells.
     shift = 8 - bits
@@ -763,7 +765,8 @@ def _split_slot(red, green, blue, split_blocks, bits):
 
 
 if numba is not None:
-    # Inlined into the painting loops below, which call it by this name.
+    # Compiled kernels, here and in _lloyd, inline these helpers by name.
+    nearest_center = numba.njit(inline="always")(nearest_center)
     _split_slot = numba.njit(inline="always")(_split_slot)
 
 

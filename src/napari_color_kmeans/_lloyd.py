@@ -24,6 +24,7 @@ from __future__ import annotations
 import numpy as np
 
 from napari_color_kmeans import _fit, _kernels
+from napari_color_kmeans._kernels import nearest_center
 
 
 def absolute_tol(samples: np.ndarray, sample_weight: np.ndarray, tol: float = _fit.SKLEARN_TOL) -> float:
@@ -120,18 +121,7 @@ def _lloyd_loop(samples, weights, centers, labels, distances, max_iter, tol):
     for _ in range(max_iter):
         changed = 0
         for row in range(samples.shape[0]):
-            best = 0
-            best_distance = np.inf
-            for index in range(n_clusters):
-                offset = samples[row, 0] - centers[index, 0]
-                distance = offset * offset
-                offset = samples[row, 1] - centers[index, 1]
-                distance += offset * offset
-                offset = samples[row, 2] - centers[index, 2]
-                distance += offset * offset
-                if distance < best_distance:
-                    best_distance = distance
-                    best = index
+            best, best_distance = nearest_center(samples[row, 0], samples[row, 1], samples[row, 2], centers)
             distances[row] = best_distance
             if labels[row] != best:
                 changed += 1
@@ -164,18 +154,7 @@ def _lloyd_loop(samples, weights, centers, labels, distances, max_iter, tol):
 
     # Relabel, so that the labels belong to the final centres.
     for row in range(samples.shape[0]):
-        best = 0
-        best_distance = np.inf
-        for index in range(n_clusters):
-            offset = samples[row, 0] - centers[index, 0]
-            distance = offset * offset
-            offset = samples[row, 1] - centers[index, 1]
-            distance += offset * offset
-            offset = samples[row, 2] - centers[index, 2]
-            distance += offset * offset
-            if distance < best_distance:
-                best_distance = distance
-                best = index
+        best, best_distance = nearest_center(samples[row, 0], samples[row, 1], samples[row, 2], centers)
         labels[row] = best
         distances[row] = best_distance
 
