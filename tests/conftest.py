@@ -6,6 +6,8 @@ import pytest
 REPOSITORY_ROOT = Path(__file__).resolve().parents[1]
 PLUGIN = "napari-color-kmeans"
 WIDGET = "K-means Color Segmentation"
+# Longest wait, in milliseconds, for a widget run to finish in GUI tests.
+WAIT_MS = 120_000
 
 # Cluster centres printed by the K-means colour-segmentation tutorial of
 # "Hands-On Machine Learning" (A. Geron) for ladybug.png with k=8 and
@@ -36,6 +38,14 @@ def shared_data() -> Path:
 @pytest.fixture(scope="session")
 def ladybug_path(shared_data: Path) -> Path:
     return shared_data / "ladybug.png"
+
+
+@pytest.fixture(scope="session")
+def ladybug_small(ladybug_path: Path) -> np.ndarray:
+    """Return the ladybug photo at a third of its size per side (178 x 267 RGB)."""
+    from skimage.io import imread
+
+    return np.ascontiguousarray(imread(ladybug_path)[::3, ::3, :3])
 
 
 @pytest.fixture(scope="session")

@@ -6,23 +6,13 @@ import re
 
 import numpy as np
 import pytest
+from conftest import WAIT_MS
 from napari.utils.notifications import notification_manager
 from skimage.color import hsv2rgb
 
 from napari_color_kmeans._engine import ColorKMeansError, segment_colors
 from napari_color_kmeans._features import make_feature_space
 from napari_color_kmeans._fit import nearest_centers
-
-PLUGIN = "napari-color-kmeans"
-WIDGET = "K-means Color Segmentation"
-WAIT_MS = 120_000
-
-
-@pytest.fixture(scope="module")
-def ladybug_small(ladybug_path):
-    from skimage.io import imread
-
-    return np.ascontiguousarray(imread(ladybug_path)[::3, ::3, :3])
 
 
 def run_and_wait(qtbot, widget):

@@ -21,13 +21,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import PLUGIN, WIDGET
 from napari.layers import Image, Labels
 from napari.utils.notifications import ErrorNotification, notification_manager
 
 from napari_color_kmeans._widget import ColorKMeansWidget
 
-PLUGIN = "napari-color-kmeans"
-WIDGET = "K-means Color Segmentation"
 WAIT_MS = 180_000
 
 

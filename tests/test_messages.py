@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import PLUGIN, WIDGET
 from napari.utils.notifications import notification_manager
 
 from napari_color_kmeans import cli
@@ -31,9 +32,6 @@ ADVICE = re.compile(
     r"export|stack|unset|include|wait|lower|save|move)\b",
     re.IGNORECASE,
 )
-
-PLUGIN = "napari-color-kmeans"
-WIDGET = "K-means Color Segmentation"
 
 
 @dataclass(frozen=True)

@@ -6,20 +6,11 @@ import json
 
 import numpy as np
 import pytest
-from skimage.io import imread
+from conftest import PLUGIN, WAIT_MS, WIDGET
 
 from napari_color_kmeans._engine import ColorKMeansError, segment_colors
 from napari_color_kmeans._palette import apply_palette, load_palette, palette_from_result, save_palette
 from napari_color_kmeans._widget import ColorKMeansWidget
-
-PLUGIN = "napari-color-kmeans"
-WIDGET = "K-means Color Segmentation"
-WAIT_MS = 120_000
-
-
-@pytest.fixture(scope="module")
-def ladybug_small(ladybug_path):
-    return np.ascontiguousarray(imread(ladybug_path)[::3, ::3, :3])
 
 
 @pytest.mark.parametrize("color_space", ["rgb", "lab", "hsv"])

@@ -3,14 +3,13 @@
 import numpy as np
 import png as pypng
 import pytest
+from conftest import PLUGIN
 from napari import settings as napari_settings
 from napari.layers import Image, Labels
 from napari.settings import NapariSettings
 from napari.utils.colormaps import DirectLabelColormap
 
 from napari_color_kmeans._png import PngError
-
-PLUGIN = "napari-color-kmeans"
 
 
 @pytest.fixture

@@ -4,20 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from conftest import PLUGIN, WAIT_MS, WIDGET
 from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
 from qtpy.QtCore import QPoint, Qt
-from skimage.io import imread
 
 from napari_color_kmeans._analysis_panel import SUGGEST_DOCK_NAME
-
-PLUGIN = "napari-color-kmeans"
-WIDGET = "K-means Color Segmentation"
-WAIT_MS = 120_000
-
-
-@pytest.fixture(scope="module")
-def ladybug_small(ladybug_path):
-    return np.ascontiguousarray(imread(ladybug_path)[::3, ::3, :3])
 
 
 @pytest.fixture
