@@ -75,7 +75,9 @@ def take_snapshot(run: int, viewer) -> Snapshot:
     app.processEvents()
     gc.collect()
     app.processEvents()
-    wrapped = sum(1 for item in gc.get_objects() if isinstance(item, QObject))
+    # type() rather than isinstance(): isinstance() on a weak proxy whose
+    # object is gone raises ReferenceError, and a proxy is not a wrapper.
+    wrapped = sum(1 for item in gc.get_objects() if issubclass(type(item), QObject))
     process = psutil.Process()
     return Snapshot(
         run=run,
