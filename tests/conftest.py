@@ -6,7 +6,7 @@ import pytest
 REPOSITORY_ROOT = Path(__file__).resolve().parents[1]
 PLUGIN = "napari-color-kmeans"
 WIDGET = "K-means Color Segmentation"
-# Longest wait, in milliseconds, for a widget run to finish in GUI tests.
+# Maximum wait, in milliseconds, for a widget run to finish in GUI tests.
 WAIT_MS = 120_000
 
 # Cluster centres printed by the K-means colour-segmentation tutorial of
