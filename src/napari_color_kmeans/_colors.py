@@ -111,12 +111,6 @@ def pack_8bit(pixels: np.ndarray, out: np.ndarray) -> bool:
     return True
 
 
-def pack_rows(rows: np.ndarray) -> np.ndarray:
-    """Return the packed colours (int64) of integer RGB ``rows`` (m, 3) in 0..255."""
-    rows = rows.astype(np.int64, copy=False)
-    return (rows[:, 0] << 16) | (rows[:, 1] << 8) | rows[:, 2]
-
-
 def unpack(packed: np.ndarray) -> np.ndarray:
     """Return the (m, 3) float64 RGB codes of packed colours below ``2**24``."""
     if sys.byteorder == "little" and packed.dtype == np.int64 and packed.flags.c_contiguous:

@@ -8,7 +8,7 @@ which costs a 64 MiB table and a scan of it at 32 MP:
    channel): a count and the sums of the two low bits. The fine
    histogram's means follow exactly, as integer sums divided by counts.
 2. After the search, every cell belongs to the centre nearest to its mean.
-   A table from packed colour to label contains that centre for all
+   A table from colour to label contains that centre for all
    colours of the cell, except for colours of cells on a border whose own nearest
    centre differs; those are looked up and counted one by one while
    painting (about 1 % of the pixels of a photo at k = 8).
@@ -92,7 +92,7 @@ def run(
     minority_colors = _kernels.cell_colors(split_cells, minority)
 
     table = _kernels.cell_lookup_table(cells, center_labels[majority], label_dtype)
-    table[_colors.pack_rows(minority_colors)] = 0
+    table[_kernels.cell_table_index(minority_colors)] = 0
     split_blocks = np.zeros(_kernels.N_CELLS, dtype=np.int32)
     split_blocks[split_cells] = np.arange(len(split_cells))
     split_labels = center_labels[split_nearest].astype(label_dtype)
