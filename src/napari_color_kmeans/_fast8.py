@@ -66,9 +66,10 @@ def run(
     label_dtype = _plan._label_dtype(request.n_clusters)
     labels = np.empty(len(pixels), dtype=label_dtype)
     segmented = np.empty_like(pixels, order="C")
-    toucher = None
+    table = np.zeros(_kernels.N_PACKED_COLORS, dtype=label_dtype)
+    touching = []
     if len(pixels) >= _kernels.TOUCH_MIN_PIXELS:
-        toucher = _kernels.touch_pages_in_background([labels, segmented])
+        touching = _kernels.touch_pages_in_background([labels, segmented, table])
 
     weights = cell_counts.astype(np.float64)
     means = cell_sums.astype(np.float64) / weights[:, None]
@@ -91,14 +92,14 @@ def run(
     minority = np.flatnonzero(split_nearest != split_majority)
     minority_colors = _kernels.cell_colors(split_cells, minority)
 
-    table = _kernels.cell_lookup_table(cells, center_labels[majority], label_dtype)
+    for future in touching:
+        future.result()
+    _kernels.cell_lookup_table(cells, center_labels[majority], label_dtype, out=table)
     table[_kernels.cell_table_index(minority_colors)] = 0
     split_blocks = np.zeros(_kernels.N_CELLS, dtype=np.int32)
     split_blocks[split_cells] = np.arange(len(split_cells))
     split_labels = center_labels[split_nearest].astype(label_dtype)
 
-    if toucher is not None:
-        toucher.result()
     palette = _plan._palette_in_dtype(centers[ranking], pixels.dtype)
     thread_counts = np.zeros((_kernels.n_threads(), len(split_nearest)), dtype=np.int64)
     for chunk in _colors.iter_chunks(len(pixels), _kernels.CHUNK_PIXELS):

@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 
 import numpy as np
 from threadpoolctl import ThreadpoolController
@@ -509,13 +509,16 @@ def cell_table_index(colors: np.ndarray) -> np.ndarray:
     return colors[:, 0] | (colors[:, 1] << 8) | (colors[:, 2] << 16)
 
 
-def cell_lookup_table(cells: np.ndarray, cell_labels: np.ndarray, dtype: np.dtype) -> np.ndarray:
+def cell_lookup_table(
+    cells: np.ndarray, cell_labels: np.ndarray, dtype: np.dtype, out: np.ndarray | None = None
+) -> np.ndarray:
     """Return a table from colour to label, ``cell_labels[i]`` for every colour of ``cells[i]``.
 
     Colours are indexed by ``cell_table_index``. Other colours map
-    to 0. Labels in ``cell_labels`` start at 1.
+    to 0. Labels in ``cell_labels`` start at 1. ``out``, if given, is a
+    zeroed table of N_PACKED_COLORS entries of ``dtype`` to fill.
     """
-    table = np.zeros(N_PACKED_COLORS, dtype=dtype)
+    table = np.zeros(N_PACKED_COLORS, dtype=dtype) if out is None else out
     _kernel("fill cells", _fill_cells_loop)(cells, cell_labels.astype(dtype), table, CELL_BITS)
     return table
 
@@ -601,20 +604,25 @@ def _paints_by_words(pixels: np.ndarray, labels: np.ndarray, segmented: np.ndarr
     )
 
 
-def touch_pages_in_background(arrays: list[np.ndarray]):
+def touch_pages_in_background(arrays: list[np.ndarray]) -> list[Future]:
     """Start writing a zero into every memory page of the C-contiguous ``arrays`` on the thread pool.
 
     A new array's first write costs the kernel a page fault and the zeroing
-    of that page, about 12 ms for the 128 MiB of outputs of a 32 MP image
-    on the 2-core test machine. The "fast" method's search runs on one
-    core, so a pool thread can take that cost meanwhile. Return a future
-    to wait for before writing to the arrays, or None with a single thread.
+    of that page, about 12 ms on one core for the 128 MiB of outputs of a
+    32 MP image on the 2-core test machine. Each pool thread takes an equal
+    share of every array, while the "fast" method's search starts on the
+    calling thread. Return the futures to wait for before writing to the
+    arrays, none with a single thread.
     """
     if n_threads() < 2:
-        return None
+        return []
     kernel = _kernel("touch pages", _touch_pages_loop)
     views = [array.reshape(-1).view(np.uint8) for array in arrays]
-    return _thread_pool().submit(lambda: [kernel(view, PAGE_BYTES) for view in views])
+    shares = [np.array_split(view, n_threads()) for view in views]
+    return [
+        _thread_pool().submit(lambda part: [kernel(share[part], PAGE_BYTES) for share in shares], part)
+        for part in range(n_threads())
+    ]
 
 
 def _cell_stats_loop(pixels, stats):
