@@ -61,6 +61,22 @@ def test_noise_matches_numpy_path(monkeypatch, shape, n_clusters):
     assert compiled.inertia == pytest.approx(brute_force_inertia(image, compiled), rel=1e-9)
 
 
+def test_unaligned_pixels_match(monkeypatch):
+    # Pixels that start one byte into a buffer cannot be read as 4-byte
+    # words, so painting takes the row-by-row loop.
+    rng = np.random.default_rng(5)
+    shape = (300, 401, 3)
+    buffer = np.empty(np.prod(shape) + 1, dtype=np.uint8)
+    image = buffer[1:].reshape(shape)
+    image[:] = rng.integers(0, 256, size=shape, dtype=np.uint8)
+    assert image.ctypes.data % 4 != 0
+
+    compiled, plain = both_paths(monkeypatch, image, 5)
+
+    assert_same(compiled, plain)
+    assert compiled.inertia == pytest.approx(brute_force_inertia(image, compiled), rel=1e-9)
+
+
 def test_more_than_255_clusters_match(monkeypatch):
     # Colours from 40 x 40 x 40 values fill 1000 cells with many colours each.
     rng = np.random.default_rng(3)
