@@ -109,7 +109,7 @@ def run(
             labels[chunk], segmented[chunk], thread_counts,
         )
     del table
-    moved = thread_counts[:, minority].sum(axis=0)
+    moved = thread_counts.sum(axis=0)[minority]
 
     # Pixel counts and channel sums per centre: whole cells go to their
     # majority centre, and counted colours move from it to their own.
