@@ -12,7 +12,13 @@ import numpy as np
 import pytest
 import skimage.io
 
-from napari_color_kmeans import ColorKMeansWarning, _kernels, _lloyd, segment_colors
+from napari_color_kmeans import (
+    ColorKMeansWarning,
+    _kernels,
+    _lloyd,
+    iter_segment_colors,
+    segment_colors,
+)
 
 pytestmark = pytest.mark.skipif(_kernels.numba is None, reason="numba is not installed")
 
@@ -75,6 +81,37 @@ def test_unaligned_pixels_match(monkeypatch):
 
     assert_same(compiled, plain)
     assert compiled.inertia == pytest.approx(brute_force_inertia(image, compiled), rel=1e-9)
+
+
+def test_chunk_remainder_matches(monkeypatch):
+    # The first chunk is painted four rows at a time, split over the threads.
+    # The second contains 3 rows, fewer than the 4 of a word, so it takes the row loop.
+    n_pixels = _kernels.CHUNK_PIXELS + 3
+    rng = np.random.default_rng(8)
+    image = rng.integers(0, 256, size=(1, n_pixels, 3), dtype=np.uint8)
+
+    compiled, plain = both_paths(monkeypatch, image, 4)
+
+    assert_same(compiled, plain)
+    assert compiled.inertia == pytest.approx(brute_force_inertia(image, compiled), rel=1e-9)
+
+
+def test_closed_run_leaves_next_intact(monkeypatch):
+    # Closing the generator once the search starts can leave the pool threads
+    # touching the pages of that run's outputs, which must not change later runs.
+    rng = np.random.default_rng(11)
+    image = rng.integers(0, 256, size=(1024, 1030, 3), dtype=np.uint8)
+    monkeypatch.setattr(_kernels, "USE_NUMBA", True)
+    steps = iter_segment_colors(image, 5, method="fast")
+    stage = next(step.stage for step in steps if step.stage != "counting colours")
+    steps.close()
+
+    compiled, plain = both_paths(monkeypatch, image, 5)
+
+    assert image[..., 0].size >= _kernels.TOUCH_MIN_PIXELS
+    assert stage.startswith("initialisation")
+    assert steps.gi_frame is None
+    assert_same(compiled, plain)
 
 
 def test_more_than_255_clusters_match(monkeypatch):
