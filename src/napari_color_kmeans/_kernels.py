@@ -808,6 +808,9 @@ def _split_slot(red, green, blue, split_blocks, bits):
 
 if numba is not None:
     # Compiled kernels, here and in _lloyd, inline these helpers by name.
+    # NOTE: numba's on-disk cache checks only the file of the cached kernel
+    # (numba 0.68), so after an edit here _lloyd's kernels keep the old
+    # helper until their __pycache__/*.nbi and *.nbc files are removed.
     nearest_center = numba.njit(inline="always")(nearest_center)
     _split_slot = numba.njit(inline="always")(_split_slot)
     _add_to_cell = numba.njit(inline="always")(_add_to_cell)
