@@ -8,8 +8,8 @@ which costs a 64 MiB table and a scan of it at 32 MP:
    channel): a count and the sums of the two low bits. The fine
    histogram's means follow exactly, as integer sums divided by counts.
 2. After the search, every cell belongs to the centre nearest to its mean.
-   A table from colour to label contains that centre for all
-   colours of the cell, except for colours of cells on a border whose own nearest
+   A table from colour to label contains that centre for all colours of
+   the cell, except for colours of cells on a border whose own nearest
    centre differs; those are looked up and counted one by one while
    painting (about 1 % of the pixels of a photo at k = 8).
 3. Each centre's pixel count and channel sums follow from the cell

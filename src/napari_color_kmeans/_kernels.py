@@ -536,9 +536,10 @@ def label_and_paint_cells(
     """Label and paint every row of uint8 ``pixels``, as ``label_and_paint_uint8`` does.
 
     ``table`` maps a colour (indexed by ``cell_table_index``) to its
-    label, or to 0 for a colour that is counted. For such a colour, ``split_blocks[cell]`` is the number
-    ``i`` of its cell among the split cells, and ``low`` combines the two
-    low bits of each channel as in ``cell_colors``. Its label is
+    label, or to 0 for a colour that is counted. For such a colour,
+    ``split_blocks[cell]`` is the number ``i`` of its cell among the split
+    cells, and ``low`` combines the two low bits of each channel as in
+    ``cell_colors``. Its label is
     ``split_labels[64 i + low]``, and the pass adds 1 to
     ``split_counts[t, 64 i + low]``, where ``t`` is the thread. Rows with
     alpha == 0 get label 0 and keep their values in ``segmented``. Each
@@ -827,7 +828,7 @@ def _label_and_paint_cells_words_loop(
     # on one core of the 2-core test machine.
     # Words with a counted colour (label 0 in the table) are noted in
     # ``fixes`` without a branch and relabelled one row at a time after
-    # every FIX_WORDS words, while their table entries are still cached.
+    # every FIX_WORDS words, while those rows are still cached.
     n_words = label_words.shape[0]
     for first in range(0, n_words, FIX_WORDS):
         n_fixes = 0
